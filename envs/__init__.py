@@ -1,0 +1,1 @@
+"""Environment families. Each registers its ids through an ``agentgym.envs`` entry point."""

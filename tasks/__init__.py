@@ -1,0 +1,1 @@
+"""Task and split data of every environment family, one folder per family (read with importlib.resources)."""
