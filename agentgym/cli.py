@@ -1,0 +1,232 @@
+"""The ``agentgym`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import gymnasium
+
+EPILOG = """\
+examples:
+  agentgym list                                   every env id with its splits, and the policies
+  agentgym play agentgym/TextWorld-CoinCollector-v0 --split dev
+                                                  play a game yourself in the terminal
+  agentgym rollout agentgym/TextWorld-Simple-v0 --policy random --episodes 8 --group-size 4 \\
+      --out runs/simple.jsonl                     write turn records (JSONL) for a trainer
+  agentgym eval agentgym/TextWorld-CoinCollector-v0 --split test --policy random --policy oracle \\
+      --episodes 20 --seeds 0 1 2                 held-out evaluation, mean ± std over seeds
+  agentgym report results/*.json                  result files as one Markdown table
+  agentgym doctor                                 what is installed, and how to fix what is not
+"""
+
+
+def _parse_json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('expected a JSON object, e.g. \'{"max_turns": 30}\'')
+    return value
+
+
+def _add_env_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
+    parser.add_argument("env_id", help="an env id from `agentgym list`, e.g. agentgym/TextWorld-CoinCollector-v0")
+    parser.add_argument("--split", default=default_split, help=f"task split (default: {default_split})")
+    parser.add_argument("--env-kwargs", type=_parse_json_object, default={}, metavar="JSON",
+                        help='constructor arguments of the env, e.g. \'{"max_turns": 30}\'')
+
+
+def _add_pool_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--num-envs", type=int, default=4, help="environments stepped together (default: 4)")
+    parser.add_argument("--concurrency", choices=("auto", "sequential", "thread", "process"), default="auto",
+                        help="how the environments run; auto takes the family's measured best (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentgym",
+        description="Multi-turn RL environments, rollouts and held-out evaluation for LLM agents.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    commands.add_parser("list", help="list env ids (with splits) and policies")
+
+    play = commands.add_parser("play", help="play an env yourself in the terminal",
+                               description="Play an environment: type an action, or the number of an admissible "
+                                           "action; ':q' quits, ':r' restarts with a new task.")
+    _add_env_arguments(play, "dev")
+    play.add_argument("--seed", type=int, default=None, help="seed of the first task (default: random)")
+    play.add_argument("--task-id", default=None, help="play this task id")
+
+    rollout = commands.add_parser("rollout", help="run a policy and write turn records as JSONL",
+                                  description="Run a policy on tasks of a split, in groups that share a task, and "
+                                              "write one trajectory per line (agentgym.read_jsonl reads them).")
+    _add_env_arguments(rollout, "train")
+    rollout.add_argument("--policy", default="random", help="policy name (see `agentgym list`; default: random)")
+    rollout.add_argument("--episodes", type=int, default=8, help="number of distinct tasks (default: 8)")
+    rollout.add_argument("--group-size", type=int, default=1, help="episodes per task (default: 1)")
+    rollout.add_argument("--seed", type=int, default=0, help="seed for task sampling and the policy (default: 0)")
+    rollout.add_argument("--out", type=Path, required=True, help="output JSONL file")
+    _add_pool_arguments(rollout)
+
+    evaluate = commands.add_parser("eval", help="held-out evaluation over seeds, written to a result file",
+                                   description="Evaluate policies on a split: each seed samples its own tasks and "
+                                               "seeds the policy; the summary is mean ± std over seeds.")
+    _add_env_arguments(evaluate, "test")
+    evaluate.add_argument("--policy", action="append", default=None,
+                          help="policy name; repeat to compare several (default: random)")
+    evaluate.add_argument("--episodes", type=int, default=20, help="episodes per seed (default: 20)")
+    evaluate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    evaluate.add_argument("--out", type=Path, default=Path("results"),
+                          help="folder for result files, one per policy (default: results/)")
+    _add_pool_arguments(evaluate)
+
+    report = commands.add_parser("report", help="render result files as a Markdown table")
+    report.add_argument("results", nargs="+", type=Path, help="result files written by `agentgym eval`")
+
+    commands.add_parser("doctor", help="check the install and say how to fix what is missing")
+    return parser
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("agentgym")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _cmd_list(_: argparse.Namespace) -> int:
+    from agentgym.policies import list_policies
+    from agentgym.registry import list_envs, spec
+
+    print("Environments:")
+    for env_id in list_envs():
+        env_spec = spec(env_id)
+        print(f"  {env_id:42s} splits: {', '.join(env_spec.splits):28s} {env_spec.description}")
+    print("\nPolicies: " + ", ".join(list_policies()))
+    return 0
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    from agentgym.registry import make
+
+    env = make(args.env_id, split=args.split, **args.env_kwargs)
+    try:
+        options = {"task_id": args.task_id} if args.task_id else None
+        observation, info = env.reset(seed=args.seed, options=options)
+        print(f"Task {info['task_id']} ({args.split})\nGoal: {info['instruction']}\n")
+        total = 0.0
+        while True:
+            print(observation["text"])
+            actions = observation["admissible_actions"]
+            if actions:
+                print("\n" + "  ".join(f"[{i}] {a}" for i, a in enumerate(actions, 1)))
+            try:
+                typed = input("> ").strip()
+            except EOFError:
+                return 0
+            if typed == ":q":
+                return 0
+            if typed == ":r":
+                observation, info = env.reset()
+                print(f"\nTask {info['task_id']}\nGoal: {info['instruction']}\n")
+                total = 0.0
+                continue
+            if typed.isdigit() and actions and 1 <= int(typed) <= len(actions):
+                typed = actions[int(typed) - 1]
+            observation, reward, terminated, truncated, info = env.step(typed)
+            total += reward
+            if reward:
+                print(f"(reward {reward:+g}, total {total:g})")
+            if terminated or truncated:
+                print(observation["text"])
+                outcome = "won" if info["won"] else ("out of turns" if truncated else "lost")
+                print(f"\nEpisode over: {outcome}, return {total:g}, {info['turn']} turns. ':r' or Enter for a new "
+                      "task, ':q' to quit.")
+                if input("> ").strip() == ":q":
+                    return 0
+                observation, info = env.reset()
+                print(f"\nTask {info['task_id']}\nGoal: {info['instruction']}\n")
+                total = 0.0
+    finally:
+        env.close()
+
+
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    from agentgym.evaluation import episode_metrics
+    from agentgym.policies import make_policy
+    from agentgym.records import write_jsonl
+    from agentgym.rollout import RolloutEngine
+
+    policy = make_policy(args.policy, seed=args.seed)
+    try:
+        with RolloutEngine(args.env_id, args.split, num_envs=args.num_envs, concurrency=args.concurrency,
+                           env_kwargs=args.env_kwargs) as engine:
+            plan = engine.plan(num_tasks=args.episodes, group_size=args.group_size, seed=args.seed)
+            trajectories = engine.run(policy, plan, progress=f"{args.policy} rollout")
+    finally:
+        policy.close()
+    write_jsonl(args.out, trajectories)
+    metrics = episode_metrics(trajectories)
+    print(f"Wrote {len(trajectories)} trajectories ({sum(t.num_turns for t in trajectories)} turns) to {args.out}; "
+          f"success {metrics['success_rate']:.1%}, mean reward {metrics['mean_reward']:.2f}.")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from agentgym.evaluation import evaluate, markdown_table, write_results
+
+    results = []
+    for policy in args.policy or ["random"]:
+        result = evaluate(args.env_id, policy, split=args.split, episodes=args.episodes, seeds=args.seeds,
+                          num_envs=args.num_envs, concurrency=args.concurrency, env_kwargs=args.env_kwargs,
+                          progress=True)
+        name = f"{args.env_id.replace('/', '_')}-{args.split}-{policy}.json"
+        path = write_results(result, args.out / name)
+        print(f"wrote {path}", file=sys.stderr)
+        results.append(result)
+    print(markdown_table(results))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from agentgym.evaluation import markdown_table, read_results
+
+    print(markdown_table([read_results(path) for path in args.results]))
+    return 0
+
+
+def _cmd_doctor(_: argparse.Namespace) -> int:
+    from agentgym.doctor import report, run_checks
+
+    text, healthy = report(run_checks())
+    print(text)
+    return 0 if healthy else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"list": _cmd_list, "play": _cmd_play, "rollout": _cmd_rollout, "eval": _cmd_eval,
+               "report": _cmd_report, "doctor": _cmd_doctor}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, ModuleNotFoundError, FileNotFoundError, gymnasium.error.Error) as error:
+        print(f"agentgym {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
