@@ -1,0 +1,22 @@
+"""Shared fixtures. Games are generated into the user's agentgym cache and reused across runs."""
+
+from __future__ import annotations
+
+import pytest
+
+import agentgym
+
+COIN = "agentgym/TextWorld-CoinCollector-v0"
+TEXTWORLD_IDS = [
+    "agentgym/TextWorld-CoinCollector-v0",
+    "agentgym/TextWorld-TreasureHunter-v0",
+    "agentgym/TextWorld-Simple-v0",
+    "agentgym/TextWorld-Cooking-v0",
+]
+
+
+@pytest.fixture
+def coin_env():
+    env = agentgym.make(COIN, split="test")
+    yield env
+    env.close()

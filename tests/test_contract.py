@@ -1,0 +1,90 @@
+"""The env contract on a real TextWorld game: spaces, info keys, invalid turns, truncation, tasks."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+import agentgym
+from agentgym.contract import INFO_KEYS, UnicodeText, normalize_action, state_key
+from conftest import COIN
+
+
+def test_unicode_text_space_contains_any_string_and_samples():
+    space = UnicodeText(max_length=50)
+    assert space.contains("Go north — ça va? 🙂 [12] button 'Buy'")
+    assert not space.contains(b"bytes")
+    assert not space.contains("x" * 51)
+    assert space.contains(space.sample())
+
+
+def test_state_key_is_stable_and_order_sensitive():
+    # Pinned: the key must not change across processes, machines or releases (Python's hash() would).
+    assert state_key("a", "b") == "ad2fbbf2e07b42c7"
+    assert state_key("a", "b") != state_key("b", "a")
+    assert state_key("ab") != state_key("a", "b")  # parts are separated, not concatenated
+
+
+def test_normalize_action():
+    assert normalize_action("  Go   NORTH ") == "go north"
+
+
+def test_reset_and_step_types(coin_env):
+    observation, info = coin_env.reset(seed=3)
+    assert coin_env.observation_space.contains(observation)
+    assert set(INFO_KEYS) <= set(info) and info["split"] == "test" and info["turn"] == 0
+    assert info["instruction"].strip()
+    action = observation["admissible_actions"][0]
+    observation, reward, terminated, truncated, info = coin_env.step(action)
+    assert isinstance(reward, float) and isinstance(terminated, bool) and isinstance(truncated, bool)
+    assert info["turn"] == 1 and info["invalid_action"] is False
+
+
+@pytest.mark.parametrize("action", ["", "dance wildly", None, 3.5, "take the moon"])
+def test_invalid_action_is_a_turn_with_feedback(coin_env, action):
+    observation, _ = coin_env.reset(seed=3)
+    before = observation["state_key"]
+    observation, reward, terminated, truncated, info = coin_env.step(action)
+    assert info["invalid_action"] is True and reward == 0.0 and not terminated and not truncated
+    assert observation["text"].startswith("Invalid action")
+    assert observation["state_key"] == before
+    # The admissible actions are still offered, and a valid action still works afterwards.
+    assert observation["admissible_actions"]
+    _, _, _, _, info = coin_env.step(observation["admissible_actions"][0])
+    assert info["invalid_action"] is False and info["turn"] == 2
+
+
+def test_actions_match_case_and_spacing_insensitively(coin_env):
+    observation, _ = coin_env.reset(seed=3)
+    shouted = "  " + observation["admissible_actions"][0].upper().replace(" ", "   ") + " "
+    _, _, _, _, info = coin_env.step(shouted)
+    assert info["invalid_action"] is False
+
+
+def test_truncation_after_max_turns_counts_invalid_turns():
+    env = agentgym.make(COIN, split="test", max_turns=3)
+    try:
+        env.reset(seed=0)
+        results = [env.step("not a command") for _ in range(3)]
+        assert [r[3] for r in results] == [False, False, True]
+        with pytest.raises(gym.error.ResetNeeded):
+            env.step("look")
+    finally:
+        env.close()
+
+
+def test_task_selection_by_id_and_by_seed(coin_env):
+    tasks = coin_env.unwrapped.tasks
+    _, info = coin_env.reset(options={"task_id": tasks[7].id})
+    assert info["task_id"] == tasks[7].id
+    picks = {coin_env.reset(seed=11)[1]["task_id"] for _ in range(3)}
+    assert len(picks) == 1
+    assert len({coin_env.reset(seed=s)[1]["task_id"] for s in range(10)}) > 1
+
+
+def test_unknown_task_id_or_split_is_a_clear_error(coin_env):
+    train_id = agentgym.make(COIN, split="train").unwrapped.tasks[0].id
+    with pytest.raises(ValueError, match="not in split 'test'"):
+        coin_env.reset(options={"task_id": train_id})
+    with pytest.raises(ValueError, match="no split 'valid'"):
+        agentgym.make(COIN, split="valid")
