@@ -24,22 +24,32 @@ from agentgym.records import Message
 
 @dataclass
 class PolicyRequest:
-    """What a policy sees for one environment this turn."""
+    """What a policy sees for one environment this turn (``image``: the observation's RGB array, for
+    families that render one)."""
 
     messages: list[Message]
     admissible_actions: tuple[str, ...] = ()
     expert_action: str | None = None
+    image: Any = None
 
 
 @dataclass
 class Generation:
-    """One policy reply, with the token-level data trainers use when the policy has it."""
+    """One policy reply, with the token-level data trainers use when the policy has it.
+
+    ``action_mode`` is ``"text"`` for free generation and ``"choice"`` when the policy picked one of the
+    admissible actions from a distribution over them; ``choice_logprob`` and ``choice_entropy`` are then
+    the picked action's log-probability under that distribution and the distribution's entropy.
+    """
 
     text: str
     prompt_token_ids: list[int] | None = None
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
     entropies: list[float] | None = None
+    action_mode: str = "text"
+    choice_logprob: float | None = None
+    choice_entropy: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,12 +111,25 @@ class OraclePolicy(Policy):
 
 
 PolicyFactory = Callable[..., Policy]
-_POLICIES: dict[str, PolicyFactory] = {"random": RandomPolicy, "oracle": OraclePolicy}
+# Factories given as "module:attribute" are imported only when used, so importing the core never
+# imports torch or an HTTP client.
+_POLICIES: dict[str, PolicyFactory | str] = {
+    "random": RandomPolicy,
+    "oracle": OraclePolicy,
+    "embedded": "agentgym.hf_policy:make_embedded_policy",
+    "tiny": "agentgym.hf_policy:make_tiny_policy",
+    "hf": "agentgym.hf_policy:make_hf_policy",
+    "openai": "agentgym.openai_policy:make_openai_policy",
+}
+POLICY_SYNTAX = (
+    "random | oracle | embedded | tiny | hf:PATH (a local checkpoint) | openai:MODEL[@BASE_URL]"
+)
 _entry_points_loaded = False
 
 
-def register_policy(name: str, factory: PolicyFactory) -> None:
-    """Make ``factory(seed=..., **kwargs)`` available as ``make_policy(name)`` and in the CLI."""
+def register_policy(name: str, factory: PolicyFactory | str) -> None:
+    """Make ``factory(seed=..., **kwargs)`` (or ``factory(arg, seed=..., **kwargs)`` for ``name:arg``)
+    available as ``make_policy(name)`` and in the CLI; ``factory`` may be a ``"module:attribute"`` string."""
     _POLICIES[name] = factory
 
 
@@ -115,7 +138,7 @@ def _load_entry_points() -> None:
     if not _entry_points_loaded:
         _entry_points_loaded = True
         for entry_point in importlib.metadata.entry_points(group="agentgym.policies"):
-            register_policy(entry_point.name, entry_point.load())
+            register_policy(entry_point.name, entry_point.value)
 
 
 def list_policies() -> list[str]:
@@ -123,9 +146,26 @@ def list_policies() -> list[str]:
     return sorted(_POLICIES)
 
 
-def make_policy(name: str, *, seed: int | None = None, **kwargs: Any) -> Policy:
-    """Make a policy by name (``agentgym list`` shows the names)."""
+def _factory(name: str) -> PolicyFactory:
+    factory = _POLICIES[name]
+    if isinstance(factory, str):
+        module, _, attribute = factory.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attribute)
+        except ModuleNotFoundError as error:
+            raise ModuleNotFoundError(
+                f"Policy {name!r} needs the package {error.name!r}. Install it with: pip install 'agentgym[llm]'"
+            ) from error
+    return factory
+
+
+def make_policy(spec: str, *, seed: int | None = None, **kwargs: Any) -> Policy:
+    """Make a policy from its spec: ``random``, ``oracle``, ``embedded``, ``tiny``, ``hf:PATH`` or
+    ``openai:MODEL[@BASE_URL]`` (``agentgym list`` shows every name). Keyword arguments go to the policy."""
     _load_entry_points()
+    name, _, argument = spec.partition(":")
     if name not in _POLICIES:
-        raise ValueError(f"Unknown policy {name!r}; known policies: {', '.join(sorted(_POLICIES))}.")
-    return _POLICIES[name](seed=seed, **kwargs)
+        raise ValueError(f"Unknown policy {spec!r}; known policies: {', '.join(sorted(_POLICIES))} "
+                         f"(syntax: {POLICY_SYNTAX}).")
+    factory = _factory(name)
+    return factory(argument, seed=seed, **kwargs) if argument else factory(seed=seed, **kwargs)

@@ -50,6 +50,9 @@ class Turn:
     action_token_ids: list[int] | None = None
     action_logprobs: list[float] | None = None
     action_entropies: list[float] | None = None
+    action_mode: str = "text"
+    choice_logprob: float | None = None
+    choice_entropy: float | None = None
     agent_id: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 

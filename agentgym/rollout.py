@@ -268,9 +268,14 @@ class RolloutEngine:
         episodes: Sequence[EpisodeSpec],
         *,
         progress: bool | str = False,
+        on_turn: Callable[[Turn, dict], None] | None = None,
         on_trajectory: Callable[[Trajectory], None] | None = None,
     ) -> list[Trajectory]:
-        """Run every episode to its end and return the trajectories in the order of ``episodes``."""
+        """Run every episode to its end and return the trajectories in the order of ``episodes``.
+
+        ``on_turn(turn, observation)`` is called after every step with the observation it led to;
+        ``on_trajectory(trajectory)`` when an episode ends.
+        """
         pending = list(reversed(episodes))
         live: dict[int, _LiveEpisode] = {}
         finished: dict[str, Trajectory] = {}
@@ -290,7 +295,7 @@ class RolloutEngine:
                 for slot, request, generation, action, result in zip(slots, requests, generations, actions, results):
                     episode = live[slot]
                     observation, reward, terminated, truncated, info = result
-                    episode.trajectory.turns.append(Turn(
+                    turn = Turn(
                         episode_id=episode.spec.episode_id,
                         group_id=episode.spec.group_id,
                         task_id=episode.spec.task_id,
@@ -309,8 +314,14 @@ class RolloutEngine:
                         action_token_ids=generation.token_ids,
                         action_logprobs=generation.logprobs,
                         action_entropies=generation.entropies,
+                        action_mode=generation.action_mode,
+                        choice_logprob=generation.choice_logprob,
+                        choice_entropy=generation.choice_entropy,
                         info=_json_scalars(info),
-                    ))
+                    )
+                    episode.trajectory.turns.append(turn)
+                    if on_turn is not None:
+                        on_turn(turn, observation)
                     episode.history.append(HistoryItem(action or generation.text, observation["text"]))
                     episode.observation = observation
                     if terminated or truncated:
@@ -368,7 +379,7 @@ class RolloutEngine:
             episode = live[slot]
             admissible = tuple(episode.observation["admissible_actions"])
             messages = self.template.build(episode.instruction, episode.observation["text"], admissible, episode.history)
-            requests.append(PolicyRequest(messages, admissible, expert))
+            requests.append(PolicyRequest(messages, admissible, expert, episode.observation.get("image")))
         return requests
 
     def close(self) -> None:
