@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -18,8 +19,17 @@ examples:
       --out runs/simple.jsonl                     write turn records (JSONL) for a trainer
   agentgym eval agentgym/TextWorld-CoinCollector-v0 --split test --policy random --policy oracle \\
       --episodes 20 --seeds 0 1 2                 held-out evaluation, mean ± std over seeds
+  agentgym eval agentgym/TextWorld-CoinCollector-v0 --policy embedded --episodes 10 --seeds 0 1 2
+                                                  the offline SmolLM2-135M model, choosing among admissible actions
+  agentgym eval ENV_ID --policy hf:./checkpoints/step-100       a local checkpoint
+  agentgym eval ENV_ID --policy openai:gpt-4o-mini              OpenAI (OPENAI_API_KEY)
+  agentgym eval ENV_ID --policy openai:Qwen2.5-7B@http://127.0.0.1:8000/v1   a vLLM server
+  agentgym serve-policy --model embedded --port 8000            serve a model to OpenAI-compatible clients
   agentgym report results/*.json                  result files as one Markdown table
   agentgym doctor                                 what is installed, and how to fix what is not
+
+policies: random | oracle | embedded | tiny | hf:PATH | openai:MODEL[@BASE_URL]
+  settings with --policy-kwargs, e.g. '{"mode": "generate", "temperature": 0.7}'
 """
 
 
@@ -38,6 +48,11 @@ def _add_env_arguments(parser: argparse.ArgumentParser, default_split: str) -> N
     parser.add_argument("--split", default=default_split, help=f"task split (default: {default_split})")
     parser.add_argument("--env-kwargs", type=_parse_json_object, default={}, metavar="JSON",
                         help='constructor arguments of the env, e.g. \'{"max_turns": 30}\'')
+
+
+def _add_policy_kwargs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy-kwargs", type=_parse_json_object, default={}, metavar="JSON",
+                        help='policy settings, e.g. \'{"mode": "generate", "temperature": 0}\' for LLM policies')
 
 
 def _add_pool_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,12 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_env_arguments(play, "dev")
     play.add_argument("--seed", type=int, default=None, help="seed of the first task (default: random)")
     play.add_argument("--task-id", default=None, help="play this task id")
+    play.add_argument("--policy", default=None,
+                      help="let a policy play while you watch (e.g. embedded, oracle); Enter steps, ':q' quits")
+    _add_policy_kwargs(play)
 
     rollout = commands.add_parser("rollout", help="run a policy and write turn records as JSONL",
                                   description="Run a policy on tasks of a split, in groups that share a task, and "
                                               "write one trajectory per line (agentgym.read_jsonl reads them).")
     _add_env_arguments(rollout, "train")
-    rollout.add_argument("--policy", default="random", help="policy name (see `agentgym list`; default: random)")
+    rollout.add_argument("--policy", default="random", help="policy (see below `policies:`; default: random)")
+    _add_policy_kwargs(rollout)
     rollout.add_argument("--episodes", type=int, default=8, help="number of distinct tasks (default: 8)")
     rollout.add_argument("--group-size", type=int, default=1, help="episodes per task (default: 1)")
     rollout.add_argument("--seed", type=int, default=0, help="seed for task sampling and the policy (default: 0)")
@@ -82,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "seeds the policy; the summary is mean ± std over seeds.")
     _add_env_arguments(evaluate, "test")
     evaluate.add_argument("--policy", action="append", default=None,
-                          help="policy name; repeat to compare several (default: random)")
+                          help="policy, e.g. random, oracle, embedded, hf:PATH, openai:MODEL[@URL]; repeat to "
+                               "compare several (default: random)")
+    _add_policy_kwargs(evaluate)
     evaluate.add_argument("--episodes", type=int, default=20, help="episodes per seed (default: 20)")
     evaluate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
     evaluate.add_argument("--out", type=Path, default=Path("results"),
@@ -93,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", nargs="+", type=Path, help="result files written by `agentgym eval`")
 
     commands.add_parser("doctor", help="check the install and say how to fix what is missing")
+
+    server = commands.add_parser(
+        "serve-policy", help="serve a local model over an OpenAI-compatible HTTP API",
+        description="Serve a local model at http://HOST:PORT/v1 (/v1/models, /v1/chat/completions with n, "
+                    "temperature, top_p, max_tokens, stop, seed and logprobs). Use it from agentgym with "
+                    "--policy openai:MODEL_ID@http://HOST:PORT/v1, or from any OpenAI client.")
+    server.add_argument("--model", default="embedded", help="embedded, tiny, or a checkpoint folder (default: embedded)")
+    server.add_argument("--adapter", default=None, help="a LoRA adapter folder to apply")
+    server.add_argument("--model-id", default=None, help="the name clients use (default: the --model value)")
+    server.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    server.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    server.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on every request")
+    server.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return parser
 
 
@@ -120,6 +154,8 @@ def _cmd_list(_: argparse.Namespace) -> int:
 def _cmd_play(args: argparse.Namespace) -> int:
     from agentgym.registry import make
 
+    if args.policy:
+        return _watch(args)
     env = make(args.env_id, split=args.split, **args.env_kwargs)
     try:
         options = {"task_id": args.task_id} if args.task_id else None
@@ -162,13 +198,46 @@ def _cmd_play(args: argparse.Namespace) -> int:
         env.close()
 
 
+def _watch(args: argparse.Namespace) -> int:
+    """A policy plays one episode at a time through the rollout engine; the person reads along."""
+    from agentgym.policies import make_policy
+    from agentgym.rollout import RolloutEngine
+
+    policy = make_policy(args.policy, seed=args.seed, **args.policy_kwargs)
+    try:
+        with RolloutEngine(args.env_id, args.split, num_envs=1, concurrency="sequential",
+                           env_kwargs=args.env_kwargs) as engine:
+            seed = args.seed or 0
+
+            def show(turn, observation) -> None:
+                print(f">>> {'(invalid) ' if turn.invalid else ''}{turn.action}   [reward {turn.reward:+g}]\n")
+                print(observation["text"] + "\n")
+
+            while True:
+                plan = engine.plan(task_ids=[args.task_id] if args.task_id else None,
+                                   num_tasks=None if args.task_id else 1, seed=seed)
+                task = engine.tasks[plan[0].task_id]
+                print(f"Task {task.id} ({args.split}), played by {policy.name}\n")
+                (trajectory,) = engine.run(policy, plan, on_turn=show)
+                outcome = "won" if trajectory.won else ("out of turns" if trajectory.truncated else "lost")
+                print(f"Episode over: {outcome}, return {trajectory.total_reward:g}, {trajectory.num_turns} turns.")
+                try:
+                    if input("Enter for another task, ':q' to quit > ").strip() == ":q":
+                        return 0
+                except EOFError:
+                    return 0
+                seed += 1
+    finally:
+        policy.close()
+
+
 def _cmd_rollout(args: argparse.Namespace) -> int:
     from agentgym.evaluation import episode_metrics
     from agentgym.policies import make_policy
     from agentgym.records import write_jsonl
     from agentgym.rollout import RolloutEngine
 
-    policy = make_policy(args.policy, seed=args.seed)
+    policy = make_policy(args.policy, seed=args.seed, **args.policy_kwargs)
     try:
         with RolloutEngine(args.env_id, args.split, num_envs=args.num_envs, concurrency=args.concurrency,
                            env_kwargs=args.env_kwargs) as engine:
@@ -190,8 +259,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for policy in args.policy or ["random"]:
         result = evaluate(args.env_id, policy, split=args.split, episodes=args.episodes, seeds=args.seeds,
                           num_envs=args.num_envs, concurrency=args.concurrency, env_kwargs=args.env_kwargs,
-                          progress=True)
-        name = f"{args.env_id.replace('/', '_')}-{args.split}-{policy}.json"
+                          policy_kwargs=args.policy_kwargs, progress=True)
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "_", policy).strip("_")
+        name = f"{args.env_id.replace('/', '_')}-{args.split}-{label}.json"
         path = write_results(result, args.out / name)
         print(f"wrote {path}", file=sys.stderr)
         results.append(result)
@@ -206,6 +276,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_policy(args: argparse.Namespace) -> int:
+    from agentgym.serve import serve
+
+    serve(args.model, host=args.host, port=args.port, api_key=args.api_key, model_id=args.model_id,
+          adapter=args.adapter, threads=args.threads)
+    return 0
+
+
 def _cmd_doctor(_: argparse.Namespace) -> int:
     from agentgym.doctor import report, run_checks
 
@@ -217,13 +295,14 @@ def _cmd_doctor(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"list": _cmd_list, "play": _cmd_play, "rollout": _cmd_rollout, "eval": _cmd_eval,
-               "report": _cmd_report, "doctor": _cmd_doctor}[args.command]
+               "report": _cmd_report, "doctor": _cmd_doctor, "serve-policy": _cmd_serve_policy}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, ModuleNotFoundError, FileNotFoundError, gymnasium.error.Error) as error:
+    except (ValueError, ModuleNotFoundError, FileNotFoundError, ConnectionError, PermissionError,
+            gymnasium.error.Error) as error:
         print(f"agentgym {args.command}: error: {error}", file=sys.stderr)
         return 2
 

