@@ -23,6 +23,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/env_overhead.py
 	$(BIN)/python benchmarks/rollout_throughput.py
+	$(BIN)/python benchmarks/generation_throughput.py
 
 doctor: setup
 	$(BIN)/agentgym doctor

@@ -83,3 +83,17 @@ def test_doctor_reports_a_healthy_install():
     result = subprocess.run([sys.executable, "-m", "agentgym.cli", "doctor"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
     assert "Healthy" in result.stdout and "textworld" in result.stdout
+
+
+def test_cli_eval_with_the_embedded_model_writes_results_and_valid_action_rate(tmp_path, capsys):
+    code = main(["eval", COIN, "--split", "test", "--policy", "embedded", "--episodes", "2", "--seeds", "0",
+                 "--num-envs", "2", "--out", str(tmp_path)])
+    assert code == 0
+    (path,) = tmp_path.glob("*embedded.json")
+    result = read_results(path)
+    assert result["policy"]["name"] == "embedded" and result["policy"]["mode"] == "auto"
+    turns = [turn for episode in result["episodes"] for turn in episode["turns"]]
+    # Choice mode: every action is admissible and carries its choice probability and token log-probs.
+    assert result["summary"]["invalid_rate"]["mean"] == 0.0
+    assert all(t["action_mode"] == "choice" and t["choice_logprob"] <= 0 and t["action_logprobs"] for t in turns)
+    assert "| embedded |" in capsys.readouterr().out
