@@ -158,8 +158,7 @@ class HFPolicy(Policy):
         """Token ids of a complete assistant reply: its text, then the end-of-turn token."""
         return self.tokenizer(text, add_special_tokens=False).input_ids + [self.end_of_turn_id]
 
-    @torch.no_grad()
-    def _run_prompts(self, prompts: Sequence[list[int]]):
+    def _run_prompts(self, prompts: Sequence[list[int]], *, keep_prefix: bool = True):
         """Forward pass over a batch of prompts; returns the cache, last-position logits, the attention
         mask and each row's next position.
 
@@ -169,7 +168,7 @@ class HFPolicy(Policy):
         the padding.
         """
         batch = len(prompts)
-        shared, prefix = self._shared_prefix(prompts)
+        shared, prefix = self._shared_prefix(prompts, keep=keep_prefix)
         cache = _select_rows(prefix, torch.zeros(batch, dtype=torch.long)) if shared else None
         rests = [p[shared:] for p in prompts]
         width = max(len(r) for r in rests)
@@ -184,16 +183,22 @@ class HFPolicy(Policy):
 
     MIN_SHARED_PREFIX = 16
 
-    def _shared_prefix(self, prompts: Sequence[list[int]]) -> tuple[int, DynamicCache | None]:
+    def _shared_prefix(self, prompts: Sequence[list[int]], *, keep: bool = True) -> tuple[int, DynamicCache | None]:
         """How many leading tokens every prompt shares with the kept prefix, and that prefix's cache.
 
         The kept prefix is reused (cut to the part these prompts share) when it covers at least
         ``MIN_SHARED_PREFIX`` tokens; a batch sharing more than that extends it first. Every prompt
-        keeps at least one token of its own, whose logits start generation.
+        keeps at least one token of its own, whose logits start generation. With ``keep=False``
+        (gradients wanted) the batch's shared prefix is computed afresh, once, and not kept.
         """
         first = prompts[0]
         common = min(len(p) for p in prompts) - 1
         common = next((i for i in range(common) if any(p[i] != first[i] for p in prompts)), common)
+        if not keep:
+            if len(prompts) < 2 or common < self.MIN_SHARED_PREFIX:
+                return 0, None
+            out = self.model(input_ids=torch.tensor([first[:common]]), use_cache=True, logits_to_keep=1)
+            return common, out.past_key_values
         # Parameters' version counters move with every in-place update (optimizer steps, loading
         # weights): a prefix computed before a change is never reused after it.
         version = sum(parameter._version for parameter in self.model.parameters())
@@ -300,57 +305,66 @@ class HFPolicy(Policy):
         return text
 
     # ------------------------------------------------------------------ scoring and choice
-    @torch.no_grad()
-    def score_ids(self, prompts: Sequence[list[int]], candidates: Sequence[Sequence[list[int]]]):
-        """Teacher-forced per-token log-probs (and entropies) of each candidate after its prompt.
+    def token_logprobs(
+        self,
+        prompts: Sequence[list[int]],
+        candidates: Sequence[Sequence[list[int]]],
+        *,
+        temperature: float = 1.0,
+        grad: bool = False,
+    ) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+        """Teacher-forced per-token log-probs and entropies of each candidate after its prompt, under
+        ``softmax(logits / temperature)``, as tensors nested ``[prompt][candidate]``.
 
-        ``candidates[i]`` are token-id continuations of ``prompts[i]``. Each prompt runs once; its
-        cache is shared by all of its candidates. Returns ``(logprobs, entropies)`` nested as
-        ``[prompt][candidate][token]``.
+        ``candidates[i]`` are token-id continuations of ``prompts[i]``. Each prompt runs once and its
+        cache is shared by all of its candidates; logits are computed only for candidate tokens. With
+        ``grad=True`` the results carry gradients (trainers), and no kept prefix is reused.
         """
-        cache, last_logits, mask, positions = self._run_prompts(prompts)
-        first = F.log_softmax(last_logits, dim=-1)
-        first_entropy = -(first.exp() * first).sum(-1)
-        owner = [i for i, group in enumerate(candidates) for _ in group]
         flat = [list(c) for group in candidates for c in group]
         if any(not c for c in flat):
             raise ValueError("Cannot score an empty continuation.")
-        token_logps: list[list[float]] = []
-        token_entropies: list[list[float]] = []
-        rows_per_pass = max(1, self.batch_size * 4)
-        for start in range(0, len(flat), rows_per_pass):
-            part, part_owner = flat[start : start + rows_per_pass], owner[start : start + rows_per_pass]
-            index = torch.tensor(part_owner)
-            width = max(len(c) for c in part)
-            ids = torch.tensor([c + [self.tokenizer.pad_token_id] * (width - len(c)) for c in part])
-            own_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in part])
-            rest = entropy = None
-            if width > 1:
-                # Candidates are right-padded after the prompt: padding never precedes a real token.
-                out = self.model(
-                    input_ids=ids[:, :-1],
-                    attention_mask=torch.cat([mask[index], own_mask[:, :-1]], dim=1),
-                    position_ids=positions[index][:, None] + torch.arange(width - 1),
-                    past_key_values=_select_rows(cache, index),
-                    use_cache=False,
-                )
-                log_p = F.log_softmax(out.logits.float(), dim=-1)  # predicts tokens 1..width-1
-                entropy = -(log_p.exp() * log_p).sum(-1)
-                rest = log_p.gather(2, ids[:, 1:, None])[:, :, 0]
-            for row, candidate in enumerate(part):
-                values = [float(first[part_owner[row], candidate[0]])]
-                spread = [float(first_entropy[part_owner[row]])]
-                if len(candidate) > 1:
-                    values += rest[row, : len(candidate) - 1].tolist()
-                    spread += entropy[row, : len(candidate) - 1].tolist()
-                token_logps.append(values)
-                token_entropies.append(spread)
+        owner = [i for i, group in enumerate(candidates) for _ in group]
+        logps: list[torch.Tensor] = []
+        entropies: list[torch.Tensor] = []
+        with torch.set_grad_enabled(grad):
+            cache, last_logits, mask, positions = self._run_prompts(prompts, keep_prefix=not grad)
+            first = F.log_softmax(last_logits / temperature, dim=-1)
+            first_entropy = -(first.exp() * first).sum(-1)
+            rows_per_pass = max(1, self.batch_size * 4)
+            for start in range(0, len(flat), rows_per_pass):
+                part, part_owner = flat[start : start + rows_per_pass], owner[start : start + rows_per_pass]
+                index = torch.tensor(part_owner)
+                width = max(len(c) for c in part)
+                ids = torch.tensor([c + [self.tokenizer.pad_token_id] * (width - len(c)) for c in part])
+                own_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in part])
+                head_logp = first[index].gather(1, ids[:, :1])  # the first candidate token
+                head_entropy = first_entropy[index][:, None]
+                if width > 1:
+                    # Candidates are right-padded after the prompt: padding never precedes a real token.
+                    out = self.model(
+                        input_ids=ids[:, :-1],
+                        attention_mask=torch.cat([mask[index], own_mask[:, :-1]], dim=1),
+                        position_ids=positions[index][:, None] + torch.arange(width - 1),
+                        past_key_values=_select_rows(cache, index),
+                        use_cache=False,
+                    )
+                    log_p = F.log_softmax(out.logits.float() / temperature, dim=-1)  # predicts tokens 1..
+                    head_logp = torch.cat([head_logp, log_p.gather(2, ids[:, 1:, None])[:, :, 0]], dim=1)
+                    head_entropy = torch.cat([head_entropy, -(log_p.exp() * log_p).sum(-1)], dim=1)
+                for row, candidate in enumerate(part):
+                    logps.append(head_logp[row, : len(candidate)])
+                    entropies.append(head_entropy[row, : len(candidate)])
         nested_logps, nested_entropies, cursor = [], [], 0
         for group in candidates:
-            nested_logps.append(token_logps[cursor : cursor + len(group)])
-            nested_entropies.append(token_entropies[cursor : cursor + len(group)])
+            nested_logps.append(logps[cursor : cursor + len(group)])
+            nested_entropies.append(entropies[cursor : cursor + len(group)])
             cursor += len(group)
         return nested_logps, nested_entropies
+
+    def score_ids(self, prompts: Sequence[list[int]], candidates: Sequence[Sequence[list[int]]]):
+        """:meth:`token_logprobs` without gradients, as nested lists of floats ``(logprobs, entropies)``."""
+        logps, entropies = self.token_logprobs(prompts, candidates)
+        return ([[t.tolist() for t in group] for group in logps], [[t.tolist() for t in group] for group in entropies])
 
     def score(self, prompts: Sequence[list[Message]], continuations: Sequence[str]) -> list[list[float]]:
         """Per-token log-probs of each reply text (then end-of-turn) after its chat prompt."""

@@ -1,0 +1,149 @@
+"""Every worked example of ALGORITHMS.md for the trainer core: PPO clip, aggregation, KL, GRPO, Dr.GRPO,
+GiGPO and EPO, with their edge cases."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import torch
+
+from agentgym.trainers.advantages import TurnStats, gigpo_advantages, group_normalise, grpo_advantages
+from agentgym.trainers.losses import (
+    aggregate,
+    epo_phase_weight,
+    epo_smoothing_penalty,
+    kl_divergence,
+    ppo_clip_loss,
+)
+
+
+def test_ppo_clip_and_dual_clip_table():
+    advantages = torch.tensor([1.0, -1.0, -1.0])
+    ratio = torch.tensor([1.5, 0.5, 5.0])
+    loss, clipped = ppo_clip_loss(ratio.log(), torch.zeros(3), advantages, clip_low=0.2, clip_high=0.28, dual_clip=3.0)
+    assert loss.tolist() == pytest.approx([-1.28, 0.8, 3.0])
+    assert clipped.tolist() == [1.0, 1.0, 0.0]
+    no_dual, _ = ppo_clip_loss(ratio.log(), torch.zeros(3), advantages, clip_low=0.2, clip_high=0.28, dual_clip=None)
+    assert no_dual.tolist() == pytest.approx([-1.28, 0.8, 5.0])
+
+
+def test_aggregation_modes():
+    values = torch.tensor([[0.4, -0.2, 0.0, 0.0], [0.1, 0.3, -0.1, 0.5]])
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    assert aggregate(values, mask, "token-mean").item() == pytest.approx(0.1667, abs=1e-4)
+    assert aggregate(values, mask, "seq-mean-token-mean").item() == pytest.approx(0.15)
+    assert aggregate(values, mask, "seq-mean-token-sum").item() == pytest.approx(0.5)
+    assert aggregate(values, mask, "seq-mean-token-sum-norm").item() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="Unknown aggregation"):
+        aggregate(values, mask, "mean")
+
+
+def test_kl_estimators():
+    logprobs, ref = torch.tensor([-1.0]), torch.tensor([-1.5])
+    assert kl_divergence(logprobs, ref, "k3").item() == pytest.approx(0.1065, abs=1e-4)
+    assert kl_divergence(logprobs, ref, "k1").item() == pytest.approx(0.5)
+    assert kl_divergence(logprobs, ref, "k2").item() == pytest.approx(0.125)
+    assert kl_divergence(torch.tensor([-30.0]), torch.tensor([0.0]), "k3").item() == 10.0  # clamped
+
+
+def _stats(groups, episodes, turns, keys, rewards, invalid=None):
+    return TurnStats(groups, episodes, turns, keys, rewards, invalid or [False] * len(rewards))
+
+
+def test_grpo_group_zscore_singletons_and_zero_variance():
+    scores = np.array([1.0, 0.0, 0.0, 1.0, 5.0, 2.0, 2.0])
+    groups = ["a", "a", "a", "a", "solo", "same", "same"]
+    advantages = group_normalise(scores, groups)
+    std = np.std([1, 0, 0, 1], ddof=1)
+    assert advantages[:4] == pytest.approx((np.array([1, 0, 0, 1]) - 0.5) / (std + 1e-6))
+    assert advantages[4] == pytest.approx(5.0 / (1 + 1e-6))  # group of one: mean 0, std 1
+    assert advantages[5:].tolist() == [0.0, 0.0]  # all equal: zero, but kept
+    dr_grpo = group_normalise(scores, groups, use_std=False)
+    assert dr_grpo[:4].tolist() == [0.5, -0.5, -0.5, 0.5] and dr_grpo[4] == 5.0
+
+
+def test_grpo_broadcasts_the_outcome_to_every_turn_with_invalid_penalty():
+    stats = _stats(["g"] * 5, ["e1", "e1", "e1", "e2", "e2"], [0, 1, 2, 0, 1], ["s"] * 5,
+                   [0.0, 0.0, 1.0, 0.0, 0.0], [False, True, False, False, False])
+    advantages = grpo_advantages(stats, use_std=False, invalid_penalty=0.1)
+    scores = np.array([1.0, 0.9, 1.0, 0.0, 0.0])
+    assert advantages == pytest.approx(scores - scores.mean())
+
+
+GIGPO_STATES = [["s0", "s1", "s2"], ["s0", "s1", "s3"], ["s0", "s4", "s2"], ["s0", "s4", "s5"]]
+GIGPO_WINS = [True, False, True, False]
+
+
+def _gigpo_stats():
+    groups, episodes, turns, keys, rewards = [], [], [], [], []
+    for episode, (states, won) in enumerate(zip(GIGPO_STATES, GIGPO_WINS)):
+        for turn, state in enumerate(states):
+            groups.append("task")
+            episodes.append(f"T{episode}")
+            turns.append(turn)
+            keys.append(state)
+            rewards.append(10.0 if won and turn == 2 else 0.0)
+    return _stats(groups, episodes, turns, keys, rewards)
+
+
+def test_gigpo_worked_example_mean_norm():
+    stats = _gigpo_stats()
+    episode_only = gigpo_advantages(stats, gamma=0.95, step_weight=0.0)
+    assert episode_only.reshape(4, 3).tolist() == [[5.0] * 3, [-5.0] * 3, [5.0] * 3, [-5.0] * 3]
+    step_only = (gigpo_advantages(stats, gamma=0.95, step_weight=1.0) - episode_only).reshape(4, 3)
+    assert step_only[:, 0] == pytest.approx([4.5125, -4.5125, 4.5125, -4.5125])  # s0: all four
+    assert step_only[:, 1] == pytest.approx([4.75, -4.75, 4.75, -4.75])  # s1 and s4 clusters
+    assert step_only[:, 2] == pytest.approx([0.0, 0.0, 0.0, 0.0])  # s2 equal; s3, s5 singletons
+    total = gigpo_advantages(stats, gamma=0.95, step_weight=1.0).reshape(4, 3)
+    assert total[0, 1] == pytest.approx(9.75)
+
+
+def test_gigpo_worked_example_mean_std_norm():
+    stats = _gigpo_stats()
+    episode_only = gigpo_advantages(stats, gamma=0.95, step_weight=0.0, use_std=True).reshape(4, 3)
+    assert episode_only[:, 0] == pytest.approx([0.9574, -0.9574, 0.9574, -0.9574], abs=1e-4)
+    step_only = gigpo_advantages(stats, gamma=0.95, use_std=True).reshape(4, 3) - episode_only
+    assert step_only[:, 0] == pytest.approx([0.866, -0.866, 0.866, -0.866], abs=1e-3)
+    assert step_only[:, 1] == pytest.approx([0.7071, -0.7071, 0.7071, -0.7071], abs=1e-4)
+    assert step_only[:, 2] == pytest.approx([0.0] * 4)
+
+
+# ---------------------------------------------------------------------------------------------- EPO
+EPO_ENTROPY = [[0.9, 1.4, 0.2, 0.0], [0.5, 0.6, 2.0, 0.7]]
+EPO_MASK = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+EPO_HBAR = torch.tensor([1.0, 0.8, 0.6, 0.5])
+EPO_TURNS = torch.tensor([1, 3])
+
+
+def test_epo_penalty_mask_and_entropy_term():
+    entropy = torch.tensor(EPO_ENTROPY)
+    penalty = epo_smoothing_penalty(entropy, EPO_HBAR[EPO_TURNS], low_ratio=0.0, high_ratio=2.0, penalty=0.05,
+                                    faithful_to_code=True)
+    assert torch.allclose(penalty, torch.tensor([[0, 0, 0, 0.05], [0, 0, 0.05, 0]]))
+    mean_entropy = aggregate(entropy, EPO_MASK).item()
+    mean_penalty = aggregate(penalty, EPO_MASK).item()
+    assert mean_entropy == pytest.approx(0.9) and mean_penalty == pytest.approx(0.05 / 7)
+    assert mean_entropy - mean_penalty * epo_phase_weight(0) == pytest.approx(0.8929, abs=1e-4)
+    assert mean_entropy - mean_penalty * epo_phase_weight(100) == pytest.approx(0.8979, abs=1e-4)
+
+
+def test_epo_phase_weights():
+    expected = {0: 1.0, 30: 0.8899, 75: 0.8271, 76: 0.7686, 100: 0.2943, 150: 0.0398}
+    for epoch, weight in expected.items():
+        assert epo_phase_weight(epoch) == pytest.approx(weight, abs=1e-4)
+
+
+def test_epo_code_faithful_penalty_has_no_gradient_and_default_one_does():
+    entropy = torch.tensor(EPO_ENTROPY, requires_grad=True)
+    faithful = epo_smoothing_penalty(entropy, EPO_HBAR[EPO_TURNS], low_ratio=0.0, high_ratio=2.0, penalty=0.05,
+                                     faithful_to_code=True)
+    term = aggregate(entropy, EPO_MASK) - aggregate(faithful, EPO_MASK)
+    (gradient,) = torch.autograd.grad(term, entropy)
+    assert torch.allclose(gradient, EPO_MASK / 7)  # plain entropy gradient, 1/7 for each token
+    differentiable = epo_smoothing_penalty(entropy, EPO_HBAR[EPO_TURNS], low_ratio=0.0, high_ratio=2.0, penalty=0.05)
+    (gradient,) = torch.autograd.grad(aggregate(differentiable, EPO_MASK), entropy)
+    # Only the out-of-band, unmasked token (2.0 > 1.0) is pushed: d/dH of 0.05·relu(H − 1.0) / 7.
+    assert gradient[1, 2].item() == pytest.approx(0.05 / 7)
+    assert gradient.abs().sum().item() == pytest.approx(0.05 / 7)
+    assert differentiable[1, 2].item() == pytest.approx(0.05 * (2.0 - 1.0))
