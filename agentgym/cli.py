@@ -25,6 +25,8 @@ examples:
   agentgym eval ENV_ID --policy openai:gpt-4o-mini              OpenAI (OPENAI_API_KEY)
   agentgym eval ENV_ID --policy openai:Qwen2.5-7B@http://127.0.0.1:8000/v1   a vLLM server
   agentgym serve-policy --model embedded --port 8000            serve a model to OpenAI-compatible clients
+  agentgym train configs/grpo-coin-level5.yaml iterations=10 lr=3e-5
+                                                  train with GRPO/GiGPO/EPO; --resume continues a killed run
   agentgym report results/*.json                  result files as one Markdown table
   agentgym doctor                                 what is installed, and how to fix what is not
 
@@ -114,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", nargs="+", type=Path, help="result files written by `agentgym eval`")
 
     commands.add_parser("doctor", help="check the install and say how to fix what is missing")
+
+    trainer = commands.add_parser(
+        "train", help="train a policy from a YAML config (GRPO, GiGPO, EPO, ...)",
+        description="Train with the trainer the config names (`trainer: grpo` or `trainer: epo`); every other "
+                    "key is a setting of that trainer's config. key=value arguments override the file, e.g. "
+                    "`agentgym train configs/demo.yaml iterations=5 lr=3e-5`. The run folder (output_dir) "
+                    "gets metrics.jsonl, TensorBoard logs, checkpoint.pt, learning_curves.png and report.md.")
+    trainer.add_argument("config", type=Path, help="YAML config file (see configs/)")
+    trainer.add_argument("overrides", nargs="*", metavar="key=value", help="settings that override the file")
+    trainer.add_argument("--resume", action="store_true", help="continue the run in output_dir from its checkpoint")
 
     server = commands.add_parser(
         "serve-policy", help="serve a local model over an OpenAI-compatible HTTP API",
@@ -276,6 +288,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import importlib.metadata
+
+    import yaml
+
+    settings = yaml.safe_load(args.config.read_text()) or {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"{args.config} must hold a mapping of settings.")
+    name = settings.pop("trainer", "grpo")
+    trainers = {ep.name: ep for ep in importlib.metadata.entry_points(group="agentgym.trainers")}
+    if name not in trainers:
+        raise ValueError(f"Unknown trainer {name!r} in {args.config}; installed trainers: {', '.join(sorted(trainers))}.")
+    overrides = list(args.overrides) + (["resume=true"] if args.resume else [])
+    result = trainers[name].load()(settings, overrides)
+    print(Path(result["report"]).read_text())
+    return 0
+
+
 def _cmd_serve_policy(args: argparse.Namespace) -> int:
     from agentgym.serve import serve
 
@@ -295,13 +325,13 @@ def _cmd_doctor(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"list": _cmd_list, "play": _cmd_play, "rollout": _cmd_rollout, "eval": _cmd_eval,
-               "report": _cmd_report, "doctor": _cmd_doctor, "serve-policy": _cmd_serve_policy}[args.command]
+               "report": _cmd_report, "doctor": _cmd_doctor, "serve-policy": _cmd_serve_policy, "train": _cmd_train}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, ModuleNotFoundError, FileNotFoundError, ConnectionError, PermissionError,
+    except (ValueError, ModuleNotFoundError, FileNotFoundError, ConnectionError, PermissionError, RuntimeError,
             gymnasium.error.Error) as error:
         print(f"agentgym {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,109 @@
+"""Training end to end on the tiny model: learning happens, runs resume after a kill, configs are checked."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from agentgym.cli import main
+from agentgym.trainers import common
+from agentgym.trainers.epo import EntropySmoothing, EPOConfig
+from agentgym.trainers.grpo import GRPOConfig, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Level-1 coin games with one turn: the agent wins only by picking "take coin" among four actions.
+# The random tiny model prefers short actions (each token costs ~11 nats), so a high choice
+# temperature lets it sample the winning action at all.
+ONE_TURN_COIN = dict(
+    env_id="agentgym/TextWorld-CoinCollector-v0", env_kwargs={"max_turns": 1}, task_filter="level1-",
+    eval_split="dev", model="tiny", lora_rank=0, choice_temperature=8.0, tasks_per_iteration=4, group_size=4,
+    num_envs=4, lr=0.02, eval_every=0, eval_episodes=10, seed=0,
+)
+
+
+def test_grpo_learns_on_the_tiny_model(tmp_path):
+    result = train(GRPOConfig(**ONE_TURN_COIN, iterations=15, output_dir=str(tmp_path)), progress=False)
+    assert result["before"]["eval_success_rate"] <= 0.2
+    assert result["after"]["eval_success_rate"] >= 0.8
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "train_success_rate" in r]
+    assert sum(r["train_success_rate"] for r in train_rows[-3:]) > sum(r["train_success_rate"] for r in train_rows[:3])
+    for name in ("report.md", "learning_curves.png", "checkpoint.pt", "final/config.json"):
+        assert (tmp_path / name).exists(), name
+    report = (tmp_path / "report.md").read_text()
+    assert "| before |" in report and "| after |" in report and "learning_curves.png" in report
+
+
+def test_epo_runs_and_keeps_a_per_turn_entropy_history(tmp_path):
+    config = EPOConfig(**{**ONE_TURN_COIN, "env_kwargs": {"max_turns": 2}}, iterations=2, output_dir=str(tmp_path))
+    regulariser = EntropySmoothing()
+    result = train(config, regulariser, progress=False)
+    assert len(regulariser.history) == 2 and len(regulariser.history[0]) == 2
+    assert regulariser.turn_means()[0] > 0
+    assert any("smooth_penalty" in row for row in result["rows"])
+
+
+def _write_config(path, **overrides):
+    settings = {"trainer": "grpo", **ONE_TURN_COIN, **overrides}
+    path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in settings.items()))
+    return path
+
+
+def test_killed_run_resumes_where_it_stopped(tmp_path):
+    config = _write_config(tmp_path / "run.yaml", iterations=6, output_dir=str(tmp_path / "run"))
+    command = [sys.executable, "-m", "agentgym.cli", "train", str(config)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["iteration"] >= 3:
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stopped_at = torch.load(checkpoint, weights_only=False)["iteration"]
+    assert 3 <= stopped_at < 6
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    iterations = [r["iteration"] for r in rows if "train_success_rate" in r]
+    assert iterations == [1, 2, 3, 4, 5, 6]  # the curve continues, nothing repeated or lost
+    assert torch.load(checkpoint, weights_only=False)["iteration"] == 6
+
+
+def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
+    config = _write_config(tmp_path / "run.yaml", iterations=1, output_dir=str(tmp_path / "run"))
+    assert main(["train", str(config), "--resume"]) == 2
+    assert "No checkpoint at" in capsys.readouterr().err
+    (tmp_path / "run").mkdir(exist_ok=True)
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["train", str(config), "--resume"]) == 2
+    assert "is corrupt or incomplete" in capsys.readouterr().err
+
+
+def test_config_from_yaml_and_overrides():
+    config = common.make_config(GRPOConfig, {"iterations": 3, "lr": "1e-5"}, ["lr=2e-4", "env_kwargs={max_turns: 4}",
+                                                                            "dual_clip=null"])
+    assert config.iterations == 3 and config.lr == pytest.approx(2e-4) and isinstance(config.lr, float)
+    assert config.env_kwargs == {"max_turns": 4} and config.dual_clip is None
+    with pytest.raises(ValueError, match="Unknown setting.*'learning_rate'.*known: .*lr"):
+        common.make_config(GRPOConfig, {}, ["learning_rate=1"])
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("configs/*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    import yaml
+
+    from agentgym.trainers.epo import EPOConfig
+
+    settings = yaml.safe_load(path.read_text())
+    config_class = {"grpo": GRPOConfig, "epo": EPOConfig}[settings.pop("trainer")]
+    assert common.make_config(config_class, settings).iterations > 0

@@ -1,0 +1,355 @@
+"""Machinery every trainer shares: turn records → training samples, the policy's log-probs with
+gradients for both action modes, the clipped policy loss step, checkpoints, metrics and plots.
+
+Algorithms (``grpo.py``, ``epo.py``) read top to bottom on top of this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from agentgym.hf_policy import HFPolicy
+from agentgym.records import Trajectory
+from agentgym.trainers.advantages import TurnStats
+from agentgym.trainers.losses import aggregate, kl_divergence, ppo_clip_loss
+
+
+# ---------------------------------------------------------------------------------------------- samples
+@dataclass
+class TurnSample:
+    """One training sample per turn (the per-turn layout): the prompt the policy saw and its action.
+
+    Text mode: ``response_ids`` are the generated tokens and ``old_logprobs`` their log-probs at
+    sampling time. Choice mode: ``candidates`` are the admissible actions' reply tokens, ``chosen``
+    the index picked and ``old_logprobs`` the one-element choice log-probability.
+    """
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    old_logprobs: list[float]
+    mode: str
+    turn_index: int
+    candidates: list[list[int]] | None = None
+    chosen: int | None = None
+    advantage: float = 0.0
+    old_entropies: list[float] = field(default_factory=list)  # at sampling time (EPO's turn history)
+
+
+def turn_stats(trajectories: Sequence[Trajectory]) -> TurnStats:
+    """The per-turn arrays advantage estimators take, in trajectory and turn order."""
+    turns = [turn for trajectory in trajectories for turn in trajectory.turns]
+    return TurnStats(
+        group_ids=[t.group_id for t in turns],
+        episode_ids=[t.episode_id for t in turns],
+        turn_indices=[t.turn_index for t in turns],
+        state_keys=[t.state_key for t in turns],
+        rewards=[t.reward for t in turns],
+        invalid=[t.invalid for t in turns],
+    )
+
+
+def turn_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantages: Sequence[float]) -> list[TurnSample]:
+    """Per-turn samples with their advantages (``advantages`` in :func:`turn_stats` order)."""
+    samples = []
+    turns = [turn for trajectory in trajectories for turn in trajectory.turns]
+    if len(turns) != len(advantages):
+        raise ValueError(f"{len(advantages)} advantages for {len(turns)} turns.")
+    for turn, advantage in zip(turns, advantages):
+        if turn.prompt_token_ids is None or turn.action_token_ids is None:
+            raise ValueError("Training needs turn records with token ids: roll out with an LLM policy (HFPolicy).")
+        if turn.action_mode == "choice":
+            samples.append(TurnSample(
+                prompt_ids=turn.prompt_token_ids,
+                response_ids=turn.action_token_ids,
+                old_logprobs=[turn.choice_logprob],
+                mode="choice",
+                turn_index=turn.turn_index,
+                candidates=[policy.reply_ids(action) for action in turn.admissible_actions],
+                chosen=turn.admissible_actions.index(turn.action),
+                advantage=float(advantage),
+                old_entropies=[turn.choice_entropy],
+            ))
+        else:
+            samples.append(TurnSample(turn.prompt_token_ids, turn.action_token_ids, list(turn.action_logprobs),
+                                      "text", turn.turn_index, advantage=float(advantage),
+                                      old_entropies=list(turn.action_entropies or [])))
+    return samples
+
+
+def _pad(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in rows)
+    mask = torch.zeros(len(rows), width)
+    values = torch.stack([torch.nn.functional.pad(row, (0, width - len(row))) for row in rows])
+    for index, row in enumerate(rows):
+        mask[index, : len(row)] = 1
+    return values, mask
+
+
+def policy_logprobs(policy: HFPolicy, samples: Sequence[TurnSample], *, temperature: float,
+                    choice_temperature: float, grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Current log-probs and entropies of the samples' actions, padded ``(samples, tokens)`` with a mask.
+
+    Text samples: each action token's log-prob and entropy at the sampling temperature. Choice samples:
+    one "token", the log-probability of the chosen action under the softmax of all candidates'
+    likelihoods, and that distribution's entropy — exactly what the policy sampled from.
+    """
+    logps, entropies = [None] * len(samples), [None] * len(samples)
+    text = [i for i, s in enumerate(samples) if s.mode == "text"]
+    choice = [i for i, s in enumerate(samples) if s.mode == "choice"]
+    if text:
+        token_logps, token_entropies = policy.token_logprobs(
+            [samples[i].prompt_ids for i in text], [[samples[i].response_ids] for i in text],
+            temperature=temperature, grad=grad)
+        for i, lp, ent in zip(text, token_logps, token_entropies):
+            logps[i], entropies[i] = lp[0], ent[0]
+    if choice:
+        token_logps, _ = policy.token_logprobs(
+            [samples[i].prompt_ids for i in choice], [samples[i].candidates for i in choice], grad=grad)
+        for i, group in zip(choice, token_logps):
+            scores = torch.stack([lp.sum() for lp in group])
+            log_p = torch.log_softmax(scores / choice_temperature, dim=0)
+            logps[i] = log_p[samples[i].chosen : samples[i].chosen + 1]
+            entropies[i] = -(log_p.exp() * log_p).sum()[None]
+    values, mask = _pad(logps)
+    entropy, _ = _pad(entropies)
+    return values, entropy, mask
+
+
+# ---------------------------------------------------------------------------------------------- update
+@dataclass
+class LossSettings:
+    """The clipped policy loss's settings (see each trainer's config for meanings and defaults)."""
+
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    dual_clip: float | None = 3.0
+    aggregation: str = "token-mean"
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    entropy_coef: float = 0.0
+    temperature: float = 1.0
+    choice_temperature: float = 1.0
+
+
+def minibatches(samples: Sequence[TurnSample], size: int, rng: np.random.Generator) -> Iterator[list[TurnSample]]:
+    order = rng.permutation(len(samples))
+    for start in range(0, len(order), size):
+        yield [samples[i] for i in order[start : start + size]]
+
+
+def loss_terms(policy: HFPolicy, samples: Sequence[TurnSample], settings: LossSettings,
+               reference: Any = None) -> dict[str, torch.Tensor]:
+    """The policy-gradient loss and its companions for one micro-batch (tensors with gradients).
+
+    ``reference`` is a context manager factory that makes the policy's model act as the reference
+    policy (LoRA: the adapter disabled) — needed only when ``kl_coef`` > 0.
+    """
+    logprobs, entropy, mask = policy_logprobs(policy, samples, temperature=settings.temperature,
+                                              choice_temperature=settings.choice_temperature)
+    old, _ = _pad([torch.tensor(s.old_logprobs, dtype=torch.float32) for s in samples])
+    advantages = torch.tensor([s.advantage for s in samples], dtype=torch.float32)[:, None].expand_as(logprobs)
+    per_token, clipped = ppo_clip_loss(logprobs, old, advantages, clip_low=settings.clip_low,
+                                       clip_high=settings.clip_high, dual_clip=settings.dual_clip)
+    terms = {
+        "pg_loss": aggregate(per_token, mask, settings.aggregation),
+        "entropy": aggregate(entropy, mask, settings.aggregation),
+        "clip_fraction": aggregate(clipped, mask, "token-mean").detach(),
+        "approx_kl_old": aggregate(old - logprobs.detach(), mask, "token-mean"),
+        "_token_entropy": entropy,
+        "_mask": mask,
+    }
+    if settings.kl_coef > 0:
+        with torch.no_grad(), reference():
+            ref_logprobs, _, _ = policy_logprobs(policy, samples, temperature=settings.temperature,
+                                                 choice_temperature=settings.choice_temperature, grad=False)
+        terms["kl"] = aggregate(kl_divergence(logprobs, ref_logprobs, settings.kl_estimator), mask,
+                                settings.aggregation)
+    return terms
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float,
+                    min_lr_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak learning rate."""
+    warmup = max(1, int(round(total_steps * warmup_ratio)))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + np.cos(np.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ---------------------------------------------------------------------------------------------- run folder
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        write(tmp)
+    os.replace(tmp.name, path)
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters training changes (the LoRA adapter, or every weight in full fine-tuning)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(path: Path, *, model, optimizer, scheduler, iteration: int, generator: torch.Generator,
+                    extra: dict[str, Any]) -> None:
+    """Everything a resumed run needs, written to a temporary file and renamed: never half a file."""
+    state = {
+        "iteration": iteration,
+        "model": trainable_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                "policy": generator.get_state()},
+        **extra,
+    }
+    _atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def load_checkpoint(path: Path, *, model, optimizer, scheduler, generator: torch.Generator) -> dict[str, Any]:
+    """Restore a run from :func:`save_checkpoint`; a missing or corrupt file is a clear error."""
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}: start without --resume, or point output_dir at the run.")
+    try:
+        state = torch.load(path, weights_only=False)
+        missing = {"iteration", "model", "optimizer", "scheduler", "rng"} - set(state)
+        if missing:
+            raise KeyError(f"missing {sorted(missing)}")
+    except Exception as error:  # noqa: BLE001 - any failure to read means the same thing to the user
+        raise RuntimeError(f"The checkpoint {path} is corrupt or incomplete ({error}). Delete it to start over, "
+                           "or restore it from a backup.") from error
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state["model"].items():
+            parameters[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    np.random.set_state(state["rng"]["numpy"])
+    random.setstate(state["rng"]["python"])
+    generator.set_state(state["rng"]["policy"])
+    return state
+
+
+@dataclass
+class MetricsLog:
+    """Metrics per iteration, appended to ``metrics.jsonl`` (and TensorBoard when it is installed)."""
+
+    folder: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.folder / "tensorboard"))
+        except ImportError:
+            self._writer = None
+
+    def restore(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = list(rows)
+        self._rewrite()
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        with open(self.folder / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+        if self._writer is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "iteration":
+                    self._writer.add_scalar(key, value, row["iteration"])
+            self._writer.flush()
+
+    def _rewrite(self) -> None:
+        _atomic_write(self.folder / "metrics.jsonl",
+                      lambda handle: handle.write("".join(json.dumps(r) + "\n" for r in self.rows).encode()))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], path: Path, keys: Sequence[str]) -> Path | None:
+    """Learning curves (one panel per metric) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in keys if any(k in row for row in rows)]
+    if not keys:
+        return None
+    figure, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    for axis, key in zip(axes[0], keys):
+        points = [(row["iteration"], row[key]) for row in rows if key in row]
+        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3)
+        axis.set_title(key)
+        axis.set_xlabel("iteration")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+class Timer:
+    """Seconds spent per phase (rollout, update, eval) in one iteration."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, phase: str):
+        timer = self
+
+        class _Phase:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.seconds[phase] = timer.seconds.get(phase, 0.0) + time.perf_counter() - self.start
+
+        return _Phase()
+
+
+def make_config(config_class: type, settings: dict[str, Any], overrides: Sequence[str] = ()) -> Any:
+    """A trainer config from a YAML mapping plus ``key=value`` overrides, with values converted to each
+    field's type; unknown keys are an error that lists the known ones."""
+    import typing
+
+    import yaml
+
+    hints = typing.get_type_hints(config_class)
+    known = {f.name for f in dataclasses.fields(config_class)}
+    values = dict(settings)
+    for override in overrides:
+        key, separator, text = override.partition("=")
+        if not separator:
+            raise ValueError(f"Override {override!r} is not key=value.")
+        values[key.strip()] = yaml.safe_load(text)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {unknown} for {config_class.__name__}; known: {', '.join(sorted(known))}.")
+    for key, value in values.items():
+        kind = hints[key]
+        if kind in (float, int) and isinstance(value, str):
+            value = kind(float(value)) if kind is int else float(value)
+        elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        values[key] = value
+    return config_class(**values)

@@ -1,0 +1,97 @@
+"""EPO — entropy-regularised policy optimisation for multi-turn agents (arXiv 2509.22576), on GRPO's loop.
+
+Adds to GRPO: an entropy bonus over every turn's action tokens, and an entropy-smoothing penalty that
+keeps each token's entropy inside a band around the historical mean entropy *of its turn index*,
+weighted by an adaptive phase weight (``ALGORITHMS.md`` §1). Defaults follow the paper's intent; the
+authors' code differs in three ways, each available as an option:
+
+* its penalty is built from constants and has no gradient (``faithful_to_code=True``); ours pulls
+  entropy back into the band;
+* its per-turn history is left-padded when an iteration ends early, so index t stops meaning turn t;
+  ours keeps turns aligned and averages only the iterations that reached each turn;
+* its phase schedule assumes 150 epochs (``phase_epochs=150``); ours spans the run's iterations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import agentgym
+from agentgym.trainers import common
+from agentgym.trainers.grpo import GRPOConfig, Regulariser, train
+from agentgym.trainers.losses import aggregate, epo_phase_weight, epo_smoothing_penalty
+
+
+@dataclass
+class EPOConfig(GRPOConfig):
+    """GRPO's settings plus EPO's."""
+
+    output_dir: str = "runs/epo"
+    entropy_coef: float = 0.001  # c_H, weight of the multi-turn entropy term
+    smooth_coef: float = 1.0  # c_s, weight of the smoothing penalty inside the entropy term
+    smooth_low: float = 0.0  # κ_l: band floor as a fraction of the turn's historical entropy
+    smooth_high: float = 2.0  # κ_r: band ceiling
+    smooth_penalty: float = 0.1  # α
+    phase_weights: bool = True  # adaptive phase weight w(e) on the penalty
+    phase_epochs: int = 0  # E of w(e); 0 = the run's iterations (the authors' code: 150)
+    late_turn_gate: bool = True  # apply the penalty only to micro-batches holding a turn ≥ max_turns // 2
+    faithful_to_code: bool = False  # the authors' constant (gradient-free) penalty
+
+
+class EntropySmoothing(Regulariser):
+    """EPO's per-turn entropy history and smoothing penalty."""
+
+    def __init__(self) -> None:
+        self.history: list[list[float]] = []  # one row per iteration: mean entropy at each turn (NaN: absent)
+        self.max_turns: int | None = None
+
+    def observe_rollout(self, policy, samples, config: EPOConfig) -> dict[str, float]:
+        if self.max_turns is None:
+            env = agentgym.make(config.env_id, split="train", **config.env_kwargs)
+            self.max_turns = env.unwrapped.max_turns
+            env.close()
+        sums, counts = np.zeros(self.max_turns), np.zeros(self.max_turns)
+        for sample in samples:
+            if sample.turn_index < self.max_turns and sample.old_entropies:
+                sums[sample.turn_index] += sum(sample.old_entropies)
+                counts[sample.turn_index] += len(sample.old_entropies)
+        means = np.divide(sums, counts, out=np.full(self.max_turns, np.nan), where=counts > 0)
+        self.history.append(means.tolist())
+        return {"turn0_mean_entropy": float(self.turn_means()[0])}
+
+    def turn_means(self) -> np.ndarray:
+        """H̄[t]: the mean over past iterations of the batch entropy at turn t (iterations that reached t)."""
+        history = np.array(self.history, dtype=float)
+        reached = ~np.isnan(history)
+        totals = np.where(reached, history, 0.0).sum(axis=0)
+        counts = reached.sum(axis=0)
+        return np.divide(totals, counts, out=np.zeros_like(totals), where=counts > 0)
+
+    def loss(self, terms, samples, iteration: int, config: EPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+        turns = [s.turn_index for s in samples]
+        if config.late_turn_gate and not any(t >= self.max_turns // 2 for t in turns):
+            return torch.zeros(()), {"smooth_penalty": 0.0}
+        means = torch.tensor(self.turn_means(), dtype=torch.float32)[torch.tensor(turns).clamp(max=self.max_turns - 1)]
+        penalty = epo_smoothing_penalty(terms["_token_entropy"], means, low_ratio=config.smooth_low,
+                                        high_ratio=config.smooth_high, penalty=config.smooth_penalty,
+                                        faithful_to_code=config.faithful_to_code)
+        weight = epo_phase_weight(iteration, config.phase_epochs or config.iterations) if config.phase_weights else 1.0
+        smoothing = aggregate(penalty, terms["_mask"], config.aggregation)
+        # loss = pg − c_H·(entropy − c_s·w·penalty): GRPO's loop adds −c_H·entropy; this is the rest.
+        extra = config.entropy_coef * config.smooth_coef * weight * smoothing
+        return extra, {"smooth_penalty": float(smoothing.detach()), "phase_weight": weight}
+
+    def state(self) -> dict[str, Any]:
+        return {"history": self.history, "max_turns": self.max_turns}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.history, self.max_turns = list(state.get("history", [])), state.get("max_turns")
+
+
+def run(settings: dict[str, Any], overrides: list[str] = ()) -> dict[str, Any]:
+    """Entry point of ``agentgym train`` for ``trainer: epo``."""
+    return train(common.make_config(EPOConfig, settings, overrides), EntropySmoothing())
