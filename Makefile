@@ -24,6 +24,7 @@ bench: setup
 	$(BIN)/python benchmarks/env_overhead.py
 	$(BIN)/python benchmarks/rollout_throughput.py
 	$(BIN)/python benchmarks/generation_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 doctor: setup
 	$(BIN)/agentgym doctor

@@ -155,3 +155,19 @@ def test_lora_adapter_loads_on_top_of_the_base_model(tmp_path, tiny):
     assert with_adapter != pytest.approx(tiny.score([prompt], [reply])[0], abs=1e-4)
     assert with_adapter == pytest.approx(direct_scores(policy, policy.prompt_ids(prompt), policy.reply_ids(reply)),
                                          abs=1e-4)
+
+
+def test_gradients_are_the_same_with_and_without_a_shared_prompt_prefix():
+    policy = HFPolicy("tiny", seed=0)
+    prompt = policy.prompt_ids(chats(1)[0])
+    candidates = [[policy.reply_ids("take coin")], [policy.reply_ids("go north")], [policy.reply_ids("look")]]
+
+    def gradients(min_shared: int) -> list[torch.Tensor]:
+        policy.MIN_SHARED_PREFIX = min_shared
+        policy.model.zero_grad()
+        logps, _ = policy.token_logprobs([prompt] * 3, candidates, grad=True)
+        torch.stack([group[0].sum() for group in logps]).sum().backward()
+        return [p.grad.clone() for p in policy.model.parameters()]
+
+    shared, separate = gradients(16), gradients(10**9)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(shared, separate))
