@@ -15,12 +15,12 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from agentgym.paths import atomic_write
 from agentgym.policies import make_policy
 from agentgym.records import Trajectory
 from agentgym.rollout import RolloutEngine
@@ -132,12 +132,7 @@ def evaluate(
 
 def write_results(result: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write a result record as JSON, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
-        json.dump(result, tmp, indent=1)
-    os.replace(tmp.name, path)
-    return path
+    return atomic_write(path, lambda handle: handle.write(json.dumps(result, indent=1).encode("utf-8")))
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from agentgym.contract import Task
+from agentgym.paths import atomic_write
 
 Message = dict[str, str]
 
@@ -113,13 +113,8 @@ class Trajectory:
 
 def write_jsonl(path: str | os.PathLike, trajectories: Iterable[Trajectory]) -> Path:
     """Write trajectories, one JSON object per line, atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
-        for trajectory in trajectories:
-            tmp.write(json.dumps(trajectory.to_dict(), ensure_ascii=False) + "\n")
-    os.replace(tmp.name, path)
-    return path
+    lines = "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in trajectories)
+    return atomic_write(path, lambda handle: handle.write(lines.encode("utf-8")))
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[Trajectory]:

@@ -9,7 +9,7 @@ from agentgym.envs.textworld.env import clean_feedback
 from agentgym.envs.textworld.games import family_tasks, game_file
 from agentgym.policies import make_policy
 from agentgym.rollout import RolloutEngine
-from conftest import COIN, TEXTWORLD_IDS
+from conftest import TEXTWORLD_IDS
 
 BANNER_INTRO = r"""
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from agentgym.hf_policy import HFPolicy
+from agentgym.paths import atomic_write
 from agentgym.records import Trajectory
 from agentgym.trainers.advantages import TurnStats
 from agentgym.trainers.losses import aggregate, kl_divergence, ppo_clip_loss
@@ -193,13 +192,6 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
 
 
 # ---------------------------------------------------------------------------------------------- run folder
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        write(tmp)
-    os.replace(tmp.name, path)
-
-
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The parameters training changes (the LoRA adapter, or every weight in full fine-tuning)."""
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
@@ -217,7 +209,7 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, iteration: int, 
                 "policy": generator.get_state()},
         **extra,
     }
-    _atomic_write(path, lambda handle: torch.save(state, handle))
+    atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: Path, *, model, optimizer, scheduler, generator: torch.Generator) -> dict[str, Any]:
@@ -276,7 +268,7 @@ class MetricsLog:
             self._writer.flush()
 
     def _rewrite(self) -> None:
-        _atomic_write(self.folder / "metrics.jsonl",
+        atomic_write(self.folder / "metrics.jsonl",
                       lambda handle: handle.write("".join(json.dumps(r) + "\n" for r in self.rows).encode()))
 
     def close(self) -> None:
