@@ -107,3 +107,29 @@ def test_shipped_configs_are_valid(path):
     settings = yaml.safe_load(path.read_text())
     config_class = {"grpo": GRPOConfig, "epo": EPOConfig}[settings.pop("trainer")]
     assert common.make_config(config_class, settings).iterations > 0
+
+
+def test_dapo_dynamic_sampling_keeps_only_informative_groups(tmp_path):
+    config = GRPOConfig(**{**ONE_TURN_COIN, "dynamic_sampling": True, "max_sampling_rounds": 3, "lr": 0.0},
+                        iterations=2, output_dir=str(tmp_path))
+    result = train(config, progress=False)
+    rows = [row for row in result["rows"] if "train_groups_kept" in row]
+    assert len(rows) == 2
+    for row in rows:
+        # One turn per episode: only the kept groups' episodes become samples.
+        assert row.get("samples", 0) == row["train_groups_kept"] * config.group_size
+    assert any(row["train_groups_kept"] > 0 for row in rows)
+
+
+def test_informative_groups_drops_saturated_groups():
+    from agentgym.contract import Task
+    from agentgym.records import Trajectory, Turn
+    from agentgym.trainers.grpo import informative_groups
+
+    def episode(group: str, name: str, reward: float) -> Trajectory:
+        turn = Turn(name, group, "t", 0, [], "a", "a", reward, True, False, False, "s", "s2")
+        return Trajectory(name, group, "env", "train", Task("t", "train", "x"), 0, [turn])
+
+    batch = [episode("mixed", "m1", 1.0), episode("mixed", "m2", 0.0), episode("won", "w1", 1.0),
+             episode("won", "w2", 1.0), episode("lost", "l1", 0.0)]
+    assert [t.episode_id for t in informative_groups(batch)] == ["m1", "m2"]

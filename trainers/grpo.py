@@ -56,6 +56,8 @@ class GRPOConfig:
     gamma: float = 0.95  # GiGPO step-return discount
     step_weight: float = 1.0  # GiGPO ω, weight of the step-level advantage
     invalid_penalty: float = 0.1  # subtracted from an invalid turn's score
+    dynamic_sampling: bool = False  # DAPO: train only on groups whose returns differ, sampling more tasks
+    max_sampling_rounds: int = 3  # cap on rollout rounds per iteration with dynamic sampling (then train on what there is)
     # --- optimisation
     epochs: int = 1  # passes over each rollout batch
     minibatch_size: int = 32  # samples per optimizer step
@@ -125,6 +127,15 @@ def evaluate_policy(policy: HFPolicy, engine: RolloutEngine, config: GRPOConfig)
     return {f"eval_{key}": value for key, value in episode_metrics(trajectories).items()}
 
 
+def informative_groups(trajectories: list) -> list:
+    """The trajectories of groups whose returns are not all equal (DAPO dynamic sampling): a group that
+    all won or all failed has zero advantage everywhere and teaches nothing."""
+    returns: dict[str, set[float]] = {}
+    for trajectory in trajectories:
+        returns.setdefault(trajectory.group_id, set()).add(round(trajectory.total_reward, 9))
+    return [t for t in trajectories if len(returns[t.group_id]) > 1]
+
+
 def train(config: GRPOConfig, regulariser: Regulariser | None = None, *, progress: bool = True) -> dict[str, Any]:
     regulariser = regulariser or Regulariser()
     output = Path(config.output_dir)
@@ -168,12 +179,26 @@ def train(config: GRPOConfig, regulariser: Regulariser | None = None, *, progres
             # 1. Roll out groups of episodes that share a task, with the current policy.
             with timer("rollout"):
                 task_rng = np.random.default_rng(config.seed * 1_000_003 + iteration)
-                chosen = task_rng.choice(len(train_ids), size=min(config.tasks_per_iteration, len(train_ids)),
-                                         replace=False)
-                plan = engine.plan(task_ids=[train_ids[i] for i in chosen], group_size=config.group_size,
-                                   run_id=f"it{iteration}", seed=iteration)
-                trajectories = engine.run(policy, plan)
+                order = task_rng.permutation(len(train_ids))
+                rounds = config.max_sampling_rounds if config.dynamic_sampling else 1
+                trajectories, kept = [], []
+                for round_index in range(rounds):
+                    wanted = order[round_index * config.tasks_per_iteration:][: config.tasks_per_iteration]
+                    if len(wanted) == 0:
+                        break
+                    plan = engine.plan(task_ids=[train_ids[i] for i in wanted], group_size=config.group_size,
+                                       run_id=f"it{iteration}r{round_index}", seed=iteration)
+                    batch = engine.run(policy, plan)
+                    trajectories += batch
+                    kept += informative_groups(batch) if config.dynamic_sampling else batch
+                    if len({t.group_id for t in kept}) >= config.tasks_per_iteration:
+                        break
             row.update({f"train_{k}": v for k, v in episode_metrics(trajectories).items()})
+            row["train_groups_kept"] = len({t.group_id for t in kept})
+            trajectories = kept
+            if not trajectories:  # every group saturated even after the capped extra rounds
+                metrics.log(row)
+                continue
 
             # 2. Per-turn advantages from the outcomes.
             stats = common.turn_stats(trajectories)
