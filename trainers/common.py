@@ -6,6 +6,7 @@ Algorithms (``grpo.py``, ``epo.py``) read top to bottom on top of this file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -306,17 +307,13 @@ class Timer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
-    def __call__(self, phase: str):
-        timer = self
-
-        class _Phase:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.seconds[phase] = timer.seconds.get(phase, 0.0) + time.perf_counter() - self.start
-
-        return _Phase()
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
 def make_config(config_class: type, settings: dict[str, Any], overrides: Sequence[str] = ()) -> Any:
