@@ -183,6 +183,11 @@ class HFPolicy(Policy):
 
     MIN_SHARED_PREFIX = 16
 
+    def clear_cache(self) -> None:
+        """Forget the kept prefix cache (call after swapping or switching off weights in place, which
+        parameter version counters do not see)."""
+        self._prefix_tokens, self._prefix, self._prefix_version = (), None, -1
+
     def _shared_prefix(self, prompts: Sequence[list[int]], *, keep: bool = True) -> tuple[int, DynamicCache | None]:
         """How many leading tokens every prompt shares with the kept prefix, and that prefix's cache.
 

@@ -21,26 +21,39 @@ def _default_system_prompt() -> str:
 
 @dataclass(frozen=True)
 class HistoryItem:
-    action: str
-    observation: str
+    """One finished turn: what the agent was shown, what it replied, and what came back."""
+
+    action: str  # the parsed action
+    observation: str  # the observation the action led to
+    reply: str = ""  # the policy's raw reply (the chat style shows it as the assistant's message)
+    seen: str = ""  # the observation the agent acted on
+    seen_actions: tuple[str, ...] = ()  # the admissible actions listed with it
 
 
 @dataclass
 class PromptTemplate:
-    """Builds a turn's chat messages: system instructions, the task, a window of recent turns, the
-    current observation and the admissible actions.
+    """Builds a turn's chat messages: system instructions, the task, past turns, the current
+    observation and the admissible actions.
 
-    ``history_window`` bounds the prompt length (small models and a 49k vocabulary make long prompts
-    the dominant cost); ``None`` keeps the whole episode.
+    Two styles:
+
+    * ``"summary"`` (default): one user message that lists a window of recent turns. ``history_window``
+      bounds the prompt length (small models and a 49k vocabulary make long prompts the dominant cost).
+    * ``"chat"``: the whole episode as alternating user/assistant messages, each past message exactly as
+      it was shown, so every turn's prompt extends the previous one — what the concatenated-episode
+      training layout needs. ``history_window`` is ignored.
     """
 
     system_prompt: str | None = None
     history_window: int | None = 3
     max_listed_actions: int = 60
+    style: str = "summary"
 
     def __post_init__(self) -> None:
         if self.system_prompt is None:
             self.system_prompt = _default_system_prompt()
+        if self.style not in ("summary", "chat"):
+            raise ValueError(f"Prompt style must be 'summary' or 'chat', not {self.style!r}.")
 
     def build(
         self,
@@ -49,6 +62,8 @@ class PromptTemplate:
         admissible_actions: Sequence[str] = (),
         history: Sequence[HistoryItem] = (),
     ) -> list[Message]:
+        if self.style == "chat":
+            return self._chat(instruction, observation, admissible_actions, history)
         recent = list(history) if self.history_window is None else list(history)[-self.history_window :]
         first_shown = len(history) - len(recent) + 1
         parts = [f"Task: {instruction.strip()}"]
@@ -57,7 +72,14 @@ class PromptTemplate:
             for number, item in enumerate(recent, first_shown):
                 lines.append(f"[{number}] > {item.action}\n{item.observation.strip()}")
             parts.append("\n".join(lines))
-        parts.append(f"Current observation:\n{observation.strip()}")
+        parts += self._observation_parts(observation, admissible_actions)
+        return [
+            {"role": "system", "content": self.system_prompt or ""},
+            {"role": "user", "content": "\n\n".join(parts)},
+        ]
+
+    def _observation_parts(self, observation: str, admissible_actions: Sequence[str]) -> list[str]:
+        parts = [f"Current observation:\n{observation.strip()}"]
         if admissible_actions:
             listed = list(admissible_actions)[: self.max_listed_actions]
             more = len(admissible_actions) - len(listed)
@@ -66,10 +88,19 @@ class PromptTemplate:
                 block += f"\n(and {more} more)"
             parts.append(f"Admissible actions:\n{block}")
         parts.append("Your action:")
-        return [
-            {"role": "system", "content": self.system_prompt or ""},
-            {"role": "user", "content": "\n\n".join(parts)},
-        ]
+        return parts
+
+    def _chat(self, instruction: str, observation: str, admissible_actions: Sequence[str],
+              history: Sequence[HistoryItem]) -> list[Message]:
+        task = f"Task: {instruction.strip()}"
+        shown = [(item.seen, item.seen_actions) for item in history] + [(observation, admissible_actions)]
+        messages: list[Message] = [{"role": "system", "content": self.system_prompt or ""}]
+        for index, (text, actions) in enumerate(shown):
+            parts = ([task] if index == 0 else []) + self._observation_parts(text, actions)
+            messages.append({"role": "user", "content": "\n\n".join(parts)})
+            if index < len(history):
+                messages.append({"role": "assistant", "content": history[index].reply or history[index].action})
+        return messages
 
 
 _PREFIX = re.compile(r"^\s*(?:>|action\s*:|next action\s*:|command\s*:)\s*", re.IGNORECASE)

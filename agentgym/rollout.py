@@ -322,7 +322,8 @@ class RolloutEngine:
                     episode.trajectory.turns.append(turn)
                     if on_turn is not None:
                         on_turn(turn, observation)
-                    episode.history.append(HistoryItem(action or generation.text, observation["text"]))
+                    episode.history.append(HistoryItem(action or generation.text, observation["text"], generation.text,
+                                                       episode.observation["text"], request.admissible_actions))
                     episode.observation = observation
                     if terminated or truncated:
                         episode.trajectory.won = bool(info["won"])

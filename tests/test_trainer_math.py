@@ -1,5 +1,5 @@
 """Every worked example of ALGORITHMS.md for the trainer core: PPO clip, aggregation, KL, GRPO, Dr.GRPO,
-GiGPO and EPO, with their edge cases."""
+GiGPO and EPO, with their edge cases; and hand-computed examples for PPO's GAE and value loss."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from agentgym.trainers.advantages import TurnStats, gigpo_advantages, group_normalise, grpo_advantages
+from agentgym.trainers.advantages import (
+    TurnStats,
+    gae_advantages,
+    gigpo_advantages,
+    group_normalise,
+    grpo_advantages,
+)
 from agentgym.trainers.losses import (
     aggregate,
+    clipped_value_loss,
     epo_phase_weight,
     epo_smoothing_penalty,
     kl_divergence,
@@ -147,3 +154,34 @@ def test_epo_code_faithful_penalty_has_no_gradient_and_default_one_does():
     assert gradient[1, 2].item() == pytest.approx(0.05 / 7)
     assert gradient.abs().sum().item() == pytest.approx(0.05 / 7)
     assert differentiable[1, 2].item() == pytest.approx(0.05 * (2.0 - 1.0))
+
+
+def test_gae_over_turns_hand_computed():
+    # One episode of three turns, outcome reward at the end; γ = 0.9, λ = 0.8.
+    # δ2 = 1 − 0.8 = 0.2;            A2 = 0.2
+    # δ1 = 0.9·0.8 − 0.6 = 0.12;     A1 = 0.12 + 0.72·0.2 = 0.264
+    # δ0 = 0.9·0.6 − 0.5 = 0.04;     A0 = 0.04 + 0.72·0.264 = 0.23008
+    stats = _stats(["g"] * 4, ["e1", "e1", "e1", "e2"], [0, 1, 2, 0], ["s"] * 4, rewards=[0, 0, 1, 0],
+                   invalid=[False, False, False, True])
+    advantages, returns = gae_advantages(stats, [0.5, 0.6, 0.8, 0.3], gamma=0.9, lam=0.8, invalid_penalty=0.1)
+    assert advantages[:3] == pytest.approx([0.23008, 0.264, 0.2])
+    assert returns[:3] == pytest.approx([0.73008, 0.864, 1.0])
+    # A one-turn episode with an invalid action: A = (0 − 0.1) − 0.3, not bootstrapped past its end.
+    assert advantages[3] == pytest.approx(-0.4) and returns[3] == pytest.approx(-0.1)
+
+
+def test_gae_with_unit_gamma_and_lambda_is_return_minus_value():
+    stats = _stats(["g"] * 3, ["e"] * 3, [0, 1, 2], ["s"] * 3, rewards=[0, 0, 1])
+    advantages, returns = gae_advantages(stats, [0.2, 0.5, 0.9])
+    assert advantages == pytest.approx([0.8, 0.5, 0.1]) and returns == pytest.approx([1, 1, 1])
+
+
+def test_clipped_value_loss():
+    values = torch.tensor([1.2, 0.2, 0.7])
+    old = torch.tensor([0.5, 0.8, 0.6])
+    returns = torch.tensor([1.0, 0.0, 1.0])
+    # clip 0.5, first: V clipped to 1.0 → max(0.04, 0) / 2.
+    assert clipped_value_loss(values, old, returns, clip=0.5)[0] == pytest.approx(0.02)
+    # clip 0.2: 0.7 → max(0.04, 0.09) / 2; 0.6 → max(0.04, 0.36) / 2; 0.7 is inside → 0.09 / 2.
+    assert clipped_value_loss(values, old, returns, clip=0.2).tolist() == pytest.approx([0.045, 0.18, 0.045])
+    assert clipped_value_loss(values, old, returns, clip=None).tolist() == pytest.approx([0.02, 0.02, 0.045])

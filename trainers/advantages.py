@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-ESTIMATORS = ("grpo", "gigpo")
+ESTIMATORS = ("grpo", "gigpo", "gae")
 
 
 @dataclass
@@ -103,3 +103,26 @@ def gigpo_advantages(stats: TurnStats, *, gamma: float = 0.95, step_weight: floa
             centred = values - values.mean()
             step_level[indices] = centred / (values.std(ddof=1) + eps) if use_std else centred
     return episode_level + step_weight * step_level
+
+
+def gae_advantages(stats: TurnStats, values: Sequence[float], *, gamma: float = 1.0, lam: float = 1.0,
+                   invalid_penalty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation over each episode's turns, with V(s_t) from a value head.
+
+    δ_t = r_t + γ·V(s_{t+1}) − V(s_t) and A_t = δ_t + γλ·A_{t+1}, with V = 0 after an episode's last
+    turn (a time-limit truncation is not bootstrapped, as in verl-agent). The invalid penalty is
+    subtracted from that turn's reward. Returns ``(advantages, returns)`` with returns = A + V, the value
+    head's regression targets. With γ = λ = 1 and the outcome at the end, A_t = R − V(s_t): verl-agent's
+    "PPO" advantage at each response's first token.
+    """
+    rewards = np.asarray(stats.rewards, dtype=np.float64) - invalid_penalty * np.asarray(stats.invalid, float)
+    values = np.asarray(values, dtype=np.float64)
+    advantages = np.zeros(len(rewards))
+    following: dict[str, tuple[float, float]] = {}  # episode → (V(s_{t+1}), A_{t+1})
+    for index in range(len(rewards) - 1, -1, -1):
+        episode = stats.episode_ids[index]
+        next_value, next_advantage = following.get(episode, (0.0, 0.0))
+        delta = rewards[index] + gamma * next_value - values[index]
+        advantages[index] = delta + gamma * lam * next_advantage
+        following[episode] = (values[index], advantages[index])
+    return advantages, advantages + values

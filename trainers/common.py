@@ -7,6 +7,7 @@ Algorithms (``grpo.py``, ``epo.py``) read top to bottom on top of this file.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import random
@@ -28,11 +29,15 @@ from agentgym.trainers.losses import aggregate, kl_divergence, ppo_clip_loss
 # ---------------------------------------------------------------------------------------------- samples
 @dataclass
 class TurnSample:
-    """One training sample per turn (the per-turn layout): the prompt the policy saw and its action.
+    """One training sample: a prompt and the response tokens after it.
 
-    Text mode: ``response_ids`` are the generated tokens and ``old_logprobs`` their log-probs at
-    sampling time. Choice mode: ``candidates`` are the admissible actions' reply tokens, ``chosen``
-    the index picked and ``old_logprobs`` the one-element choice log-probability.
+    * ``"text"`` (per-turn layout, free generation): the prompt the policy saw at one turn and the
+      tokens it generated; ``old_logprobs`` their log-probs at sampling time.
+    * ``"choice"`` (per-turn layout, choice among admissible actions): ``candidates`` are the
+      admissible actions' reply tokens, ``chosen`` the index picked and ``old_logprobs`` the
+      one-element choice log-probability.
+    * ``"episode"`` (concatenated layout): the first turn's prompt, then every later action and
+      observation token of the episode; ``loss_mask`` is 1 on action tokens and 0 on observation tokens.
     """
 
     prompt_ids: list[int]
@@ -42,8 +47,12 @@ class TurnSample:
     turn_index: int
     candidates: list[list[int]] | None = None
     chosen: int | None = None
-    advantage: float = 0.0
+    advantage: float = 0.0  # broadcast over the response tokens unless token_advantages is set
     old_entropies: list[float] = field(default_factory=list)  # at sampling time (EPO's turn history)
+    loss_mask: list[int] | None = None
+    token_advantages: list[float] | None = None
+    old_value: float = 0.0  # value-head estimate at rollout time (PPO)
+    value_target: float = 0.0  # the return the value head regresses to (PPO)
 
 
 def turn_stats(trajectories: Sequence[Trajectory]) -> TurnStats:
@@ -59,15 +68,20 @@ def turn_stats(trajectories: Sequence[Trajectory]) -> TurnStats:
     )
 
 
-def turn_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantages: Sequence[float]) -> list[TurnSample]:
-    """Per-turn samples with their advantages (``advantages`` in :func:`turn_stats` order)."""
-    samples = []
+def _turns(trajectories: Sequence[Trajectory], advantages: Sequence[float]):
     turns = [turn for trajectory in trajectories for turn in trajectory.turns]
     if len(turns) != len(advantages):
         raise ValueError(f"{len(advantages)} advantages for {len(turns)} turns.")
-    for turn, advantage in zip(turns, advantages):
+    for turn in turns:
         if turn.prompt_token_ids is None or turn.action_token_ids is None:
             raise ValueError("Training needs turn records with token ids: roll out with an LLM policy (HFPolicy).")
+    return turns
+
+
+def turn_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantages: Sequence[float]) -> list[TurnSample]:
+    """Per-turn layout: one sample per turn with its advantage (``advantages`` in :func:`turn_stats` order)."""
+    samples = []
+    for turn, advantage in zip(_turns(trajectories, advantages), advantages):
         if turn.action_mode == "choice":
             samples.append(TurnSample(
                 prompt_ids=turn.prompt_token_ids,
@@ -87,6 +101,39 @@ def turn_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantage
     return samples
 
 
+def episode_samples(trajectories: Sequence[Trajectory], advantages: Sequence[float]) -> list[TurnSample]:
+    """Concatenated layout: one sample per episode — the first prompt, then each action (in the loss,
+    with its turn's advantage) and the observation tokens between actions (masked out).
+
+    Needs prompts that extend each other (``PromptTemplate(style="chat")``): a turn whose prompt does
+    not start with everything before it (a windowed prompt, or a reply the chat re-tokenised
+    differently) starts a new sequence, so nothing is trained on a context the policy did not see.
+    """
+    samples: list[TurnSample] = []
+    for turn, advantage in zip(_turns(trajectories, advantages), advantages):
+        if turn.action_mode == "choice":
+            raise ValueError("The concatenated layout trains generated tokens: use mode=generate, or the per-turn layout.")
+        current = samples[-1] if samples and turn.turn_index > 0 else None
+        seen = current.prompt_ids + current.response_ids if current else []
+        if current is None or turn.prompt_token_ids[: len(seen)] != seen:
+            current = TurnSample(list(turn.prompt_token_ids), [], [], "episode", turn.turn_index, loss_mask=[],
+                                 token_advantages=[])
+            samples.append(current)
+        else:
+            observation = turn.prompt_token_ids[len(seen):]
+            current.response_ids += observation
+            current.old_logprobs += [0.0] * len(observation)
+            current.loss_mask += [0] * len(observation)
+            current.token_advantages += [0.0] * len(observation)
+        action = list(turn.action_token_ids)
+        current.response_ids += action
+        current.old_logprobs += list(turn.action_logprobs)
+        current.loss_mask += [1] * len(action)
+        current.token_advantages += [float(advantage)] * len(action)
+        current.old_entropies += list(turn.action_entropies or [])
+    return samples
+
+
 def _pad(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(row) for row in rows)
     mask = torch.zeros(len(rows), width)
@@ -98,15 +145,18 @@ def _pad(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def policy_logprobs(policy: HFPolicy, samples: Sequence[TurnSample], *, temperature: float,
                     choice_temperature: float, grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Current log-probs and entropies of the samples' actions, padded ``(samples, tokens)`` with a mask.
+    """Current log-probs and entropies of the samples' actions, padded ``(samples, tokens)`` with the
+    loss mask.
 
     Text samples: each action token's log-prob and entropy at the sampling temperature. Choice samples:
     one "token", the log-probability of the chosen action under the softmax of all candidates'
-    likelihoods, and that distribution's entropy — exactly what the policy sampled from.
+    likelihoods, and that distribution's entropy — exactly what the policy sampled from. Episode
+    samples: every response token's position, 0 (and masked) on observation tokens.
     """
     logps, entropies = [None] * len(samples), [None] * len(samples)
     text = [i for i, s in enumerate(samples) if s.mode == "text"]
     choice = [i for i, s in enumerate(samples) if s.mode == "choice"]
+    episode = [i for i, s in enumerate(samples) if s.mode == "episode"]
     if text:
         token_logps, token_entropies = policy.token_logprobs(
             [samples[i].prompt_ids for i in text], [[samples[i].response_ids] for i in text],
@@ -121,9 +171,42 @@ def policy_logprobs(policy: HFPolicy, samples: Sequence[TurnSample], *, temperat
             log_p = torch.log_softmax(scores / choice_temperature, dim=0)
             logps[i] = log_p[samples[i].chosen : samples[i].chosen + 1]
             entropies[i] = -(log_p.exp() * log_p).sum()[None]
+    if episode:
+        for i, lp, ent in zip(episode, *_sequence_logprobs(policy, [samples[i] for i in episode], temperature, grad)):
+            logps[i], entropies[i] = lp, ent
     values, mask = _pad(logps)
     entropy, _ = _pad(entropies)
+    for row, sample in enumerate(samples):
+        if sample.loss_mask is not None:
+            mask[row, : len(sample.loss_mask)] = torch.tensor(sample.loss_mask, dtype=mask.dtype)
     return values, entropy, mask
+
+
+def _sequence_logprobs(policy: HFPolicy, samples: Sequence[TurnSample], temperature: float, grad: bool):
+    """Log-probs and entropies over whole (prompt + response) sequences, with vocabulary logits only at
+    the positions that predict a loss token; other response positions get 0."""
+    pad = policy.tokenizer.pad_token_id
+    rows = [s.prompt_ids + s.response_ids for s in samples]
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([row + [pad] * (width - len(row)) for row in rows])
+    attention = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows])
+    # Position p predicts token p + 1.
+    wanted = sorted({len(s.prompt_ids) + i - 1 for s in samples for i, m in enumerate(s.loss_mask) if m})
+    column = {position: index for index, position in enumerate(wanted)}
+    logps, entropies = [], []
+    with torch.set_grad_enabled(grad):
+        logits = policy.model(input_ids=ids, attention_mask=attention, logits_to_keep=torch.tensor(wanted)).logits
+        log_p = torch.log_softmax(logits.float() / temperature, dim=-1)
+        entropy = -(log_p.exp() * log_p).sum(-1)
+        for row, sample in enumerate(samples):
+            where = [i for i, m in enumerate(sample.loss_mask) if m]
+            columns = torch.tensor([column[len(sample.prompt_ids) + i - 1] for i in where])
+            tokens = torch.tensor([sample.response_ids[i] for i in where])
+            lp = torch.zeros(len(sample.response_ids))
+            ent = torch.zeros(len(sample.response_ids))
+            logps.append(lp.index_put((torch.tensor(where),), log_p[row, columns, tokens]))
+            entropies.append(ent.index_put((torch.tensor(where),), entropy[row, columns]))
+    return logps, entropies
 
 
 # ---------------------------------------------------------------------------------------------- update
@@ -148,17 +231,43 @@ def minibatches(samples: Sequence[TurnSample], size: int, rng: np.random.Generat
         yield [samples[i] for i in order[start : start + size]]
 
 
-def loss_terms(policy: HFPolicy, samples: Sequence[TurnSample], settings: LossSettings,
-               reference: Any = None) -> dict[str, torch.Tensor]:
-    """The policy-gradient loss and its companions for one micro-batch (tensors with gradients).
+class ReferencePolicy:
+    """The KL reference policy: with LoRA the base model with the adapter switched off (no second copy
+    in memory); in full fine-tuning a frozen copy of the starting weights. Create it before loading a
+    checkpoint, so a resumed run keeps the original reference. ``with reference():`` makes the policy
+    act as the reference."""
 
-    ``reference`` is a context manager factory that makes the policy's model act as the reference
-    policy (LoRA: the adapter disabled) — needed only when ``kl_coef`` > 0.
-    """
+    def __init__(self, policy: HFPolicy):
+        self.policy = policy
+        self.frozen = None
+        if not hasattr(policy.model, "disable_adapter"):
+            self.frozen = copy.deepcopy(policy.model).requires_grad_(False)
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        policy, trained = self.policy, self.policy.model
+        policy.clear_cache()  # a kept prefix was computed by the trained weights
+        try:
+            if self.frozen is None:
+                with trained.disable_adapter():
+                    yield
+            else:
+                policy.model = self.frozen
+                yield
+        finally:
+            policy.model = trained
+            policy.clear_cache()
+
+
+def loss_terms(policy: HFPolicy, samples: Sequence[TurnSample], settings: LossSettings,
+               reference: ReferencePolicy | None = None) -> dict[str, torch.Tensor]:
+    """The policy-gradient loss and its companions for one micro-batch (tensors with gradients);
+    ``reference`` is needed only when ``kl_coef`` > 0."""
     logprobs, entropy, mask = policy_logprobs(policy, samples, temperature=settings.temperature,
                                               choice_temperature=settings.choice_temperature)
     old, _ = _pad([torch.tensor(s.old_logprobs, dtype=torch.float32) for s in samples])
-    advantages = torch.tensor([s.advantage for s in samples], dtype=torch.float32)[:, None].expand_as(logprobs)
+    advantages, _ = _pad([torch.tensor(s.token_advantages, dtype=torch.float32) if s.token_advantages is not None
+                          else torch.full((len(s.old_logprobs),), s.advantage, dtype=torch.float32) for s in samples])
     per_token, clipped = ppo_clip_loss(logprobs, old, advantages, clip_low=settings.clip_low,
                                        clip_high=settings.clip_high, dual_clip=settings.dual_clip)
     terms = {

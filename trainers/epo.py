@@ -22,7 +22,7 @@ import torch
 
 import agentgym
 from agentgym.trainers import common
-from agentgym.trainers.grpo import GRPOConfig, Regulariser, train
+from agentgym.trainers.grpo import GRPOConfig, LoopHooks, train
 from agentgym.trainers.losses import aggregate, epo_phase_weight, epo_smoothing_penalty
 
 
@@ -42,18 +42,21 @@ class EPOConfig(GRPOConfig):
     faithful_to_code: bool = False  # the authors' constant (gradient-free) penalty
 
 
-class EntropySmoothing(Regulariser):
+class EntropySmoothing(LoopHooks):
     """EPO's per-turn entropy history and smoothing penalty."""
 
     def __init__(self) -> None:
         self.history: list[list[float]] = []  # one row per iteration: mean entropy at each turn (NaN: absent)
         self.max_turns: int | None = None
 
+    def setup(self, policy, config: EPOConfig) -> None:
+        if config.layout != "per-turn":
+            raise ValueError("EPO's entropy history is kept per turn index: use layout=per-turn.")
+        env = agentgym.make(config.env_id, split="train", **config.env_kwargs)
+        self.max_turns = env.unwrapped.max_turns
+        env.close()
+
     def observe_rollout(self, policy, samples, config: EPOConfig) -> dict[str, float]:
-        if self.max_turns is None:
-            env = agentgym.make(config.env_id, split="train", **config.env_kwargs)
-            self.max_turns = env.unwrapped.max_turns
-            env.close()
         sums, counts = np.zeros(self.max_turns), np.zeros(self.max_turns)
         for sample in samples:
             if sample.turn_index < self.max_turns and sample.old_entropies:

@@ -3,7 +3,7 @@
 Reads top to bottom: roll out groups of episodes that share a task with the current policy, turn the
 episode outcomes into per-turn advantages, take clipped policy-gradient steps, evaluate on the
 held-out split with the same template and parser, checkpoint. ``epo.py`` adds EPO's entropy
-regularisation on top of this loop through :class:`Regulariser`.
+regularisation and ``ppo.py`` a value head on top of this loop through :class:`LoopHooks`.
 
     agentgym train configs/grpo-coin.yaml iterations=30 lr=2e-5
 """
@@ -23,7 +23,7 @@ from agentgym.models import load_causal_lm
 from agentgym.prompting import PromptTemplate
 from agentgym.rollout import RolloutEngine
 from agentgym.trainers import common
-from agentgym.trainers.advantages import gigpo_advantages, grpo_advantages
+from agentgym.trainers.advantages import TurnStats, gigpo_advantages, grpo_advantages
 
 
 @dataclass
@@ -36,6 +36,8 @@ class GRPOConfig:
     eval_split: str = "test"  # held-out split evaluated before training, every eval_every iterations, and after
     task_filter: str = ""  # only tasks whose id contains this text, in training and evaluation (e.g. "level5")
     history_window: int = 2  # recent turns shown in each prompt (shorter prompts train faster)
+    prompt_style: str = "summary"  # summary: one message with recent turns | chat: the whole episode as messages
+    layout: str = "per-turn"  # per-turn: a sample per turn | episode: one concatenated sequence per episode
     # --- policy
     model: str = "embedded"  # embedded | tiny | a checkpoint folder
     lora_rank: int = 16  # LoRA rank; 0 trains every weight
@@ -51,7 +53,7 @@ class GRPOConfig:
     group_size: int = 4  # episodes per task (the GRPO group)
     num_envs: int = 4  # environments stepped together
     # --- advantages
-    advantage: str = "grpo"  # grpo (outcome broadcast to every turn) | gigpo (plus state-keyed step groups)
+    advantage: str = "grpo"  # grpo (outcome broadcast to every turn) | gigpo (plus state-keyed step groups); ppo.py: gae
     norm_by_std: bool = True  # divide by the group std (False: Dr.GRPO)
     gamma: float = 0.95  # GiGPO step-return discount
     step_weight: float = 1.0  # GiGPO ω, weight of the step-level advantage
@@ -82,8 +84,24 @@ class GRPOConfig:
     resume: bool = False  # continue from output_dir/checkpoint.pt
 
 
-class Regulariser:
-    """Extra loss terms a trainer adds to GRPO's (EPO's entropy smoothing); the base adds nothing."""
+class LoopHooks:
+    """What a trainer built on this loop changes: extra trainable parameters, the advantage estimator,
+    and extra loss terms (EPO's entropy smoothing, PPO's value loss). The base is plain GRPO/GiGPO."""
+
+    def setup(self, policy: HFPolicy, config: Any) -> None:
+        """Called once the policy is built, before the optimizer is."""
+
+    def param_groups(self, config: Any) -> list[dict[str, Any]]:
+        """Extra optimizer parameter groups (each may set its own ``lr``)."""
+        return []
+
+    def advantages(self, policy: HFPolicy, trajectories: list, stats: TurnStats, config: Any) -> np.ndarray:
+        if config.advantage == "gigpo":
+            return gigpo_advantages(stats, gamma=config.gamma, step_weight=config.step_weight,
+                                    use_std=config.norm_by_std, invalid_penalty=config.invalid_penalty)
+        if config.advantage == "grpo":
+            return grpo_advantages(stats, use_std=config.norm_by_std, invalid_penalty=config.invalid_penalty)
+        raise ValueError(f"Unknown advantage estimator {config.advantage!r}: use grpo or gigpo (gae: trainer ppo).")
 
     def observe_rollout(self, policy: HFPolicy, samples: list[common.TurnSample], config: Any) -> dict[str, float]:
         return {}
@@ -136,25 +154,30 @@ def informative_groups(trajectories: list) -> list:
     return [t for t in trajectories if len(returns[t.group_id]) > 1]
 
 
-def train(config: GRPOConfig, regulariser: Regulariser | None = None, *, progress: bool = True) -> dict[str, Any]:
-    regulariser = regulariser or Regulariser()
+def train(config: GRPOConfig, hooks: LoopHooks | None = None, *, progress: bool = True) -> dict[str, Any]:
+    if config.layout not in ("per-turn", "episode"):
+        raise ValueError(f"layout must be 'per-turn' or 'episode', not {config.layout!r}.")
+    if config.layout == "episode" and (config.prompt_style != "chat" or config.mode != "generate"):
+        raise ValueError("layout=episode trains one growing dialogue per episode: it needs prompt_style=chat "
+                         "(prompts that extend each other) and mode=generate.")
     output = Path(config.output_dir)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     policy = build_policy(config)
     model = policy.model
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    hooks = hooks or LoopHooks()
+    hooks.setup(policy, config)
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}, *hooks.param_groups(config)]
+    parameters = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = common.cosine_schedule(optimizer, config.iterations * config.epochs, config.warmup_ratio,
                                        config.min_lr_ratio)
-    template = PromptTemplate(history_window=config.history_window)
+    template = PromptTemplate(history_window=config.history_window, style=config.prompt_style)
     settings = common.LossSettings(config.clip_low, config.clip_high, config.dual_clip, config.aggregation,
                                    config.kl_coef, config.kl_estimator, config.entropy_coef, config.temperature,
                                    config.choice_temperature)
-    # With LoRA the reference policy is the base model: the same weights with the adapter switched off.
-    reference = getattr(model, "disable_adapter", None)
-    if config.kl_coef > 0 and reference is None:
-        raise ValueError("kl_coef > 0 needs LoRA (lora_rank > 0): the reference is the base model without the adapter.")
+    # Built before a checkpoint loads: the reference is always the starting model.
+    reference = common.ReferencePolicy(policy) if config.kl_coef > 0 else None
     metrics = common.MetricsLog(output)
     checkpoint = output / "checkpoint.pt"
     start, before = 0, None
@@ -163,7 +186,7 @@ def train(config: GRPOConfig, regulariser: Regulariser | None = None, *, progres
                                        generator=policy._generator)
         start, before = state["iteration"], state["before"]
         metrics.restore(state["metrics"])
-        regulariser.load_state(state["regulariser"])
+        hooks.load_state(state["hooks"])
     rng = np.random.default_rng(config.seed + start)
     engine = RolloutEngine(config.env_id, "train", num_envs=config.num_envs, template=template,
                            env_kwargs=config.env_kwargs)
@@ -200,17 +223,14 @@ def train(config: GRPOConfig, regulariser: Regulariser | None = None, *, progres
                 metrics.log(row)
                 continue
 
-            # 2. Per-turn advantages from the outcomes.
+            # 2. Per-turn advantages from the outcomes, laid out as training samples.
             stats = common.turn_stats(trajectories)
-            if config.advantage == "gigpo":
-                advantages = gigpo_advantages(stats, gamma=config.gamma, step_weight=config.step_weight,
-                                              use_std=config.norm_by_std, invalid_penalty=config.invalid_penalty)
-            elif config.advantage == "grpo":
-                advantages = grpo_advantages(stats, use_std=config.norm_by_std, invalid_penalty=config.invalid_penalty)
+            advantages = hooks.advantages(policy, trajectories, stats, config)
+            if config.layout == "episode":
+                samples = common.episode_samples(trajectories, advantages)
             else:
-                raise ValueError(f"Unknown advantage estimator {config.advantage!r}: use grpo or gigpo.")
-            samples = common.turn_samples(trajectories, policy, advantages)
-            row.update(regulariser.observe_rollout(policy, samples, config))
+                samples = common.turn_samples(trajectories, policy, advantages)
+            row.update(hooks.observe_rollout(policy, samples, config))
 
             # 3. Clipped policy-gradient steps over minibatches, accumulating micro-batches.
             with timer("update"):
@@ -222,7 +242,7 @@ def train(config: GRPOConfig, regulariser: Regulariser | None = None, *, progres
                         for start_index in range(0, len(minibatch), config.micro_batch_size):
                             micro = minibatch[start_index : start_index + config.micro_batch_size]
                             terms = common.loss_terms(policy, micro, settings, reference)
-                            extra, extra_logs = regulariser.loss(terms, micro, iteration, config)
+                            extra, extra_logs = hooks.loss(terms, micro, iteration, config)
                             loss = terms["pg_loss"] - config.entropy_coef * terms["entropy"] + extra
                             if "kl" in terms:
                                 loss = loss + config.kl_coef * terms["kl"]
@@ -254,7 +274,7 @@ def train(config: GRPOConfig, regulariser: Regulariser | None = None, *, progres
             common.save_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
                                    iteration=iteration, generator=policy._generator,
                                    extra={"before": before, "metrics": metrics.rows,
-                                          "regulariser": regulariser.state()})
+                                          "hooks": hooks.state()})
         after = evaluate_policy(policy, evaluator, config)
     finally:
         engine.close()

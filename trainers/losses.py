@@ -36,6 +36,17 @@ def ppo_clip_loss(
     return loss, clipped
 
 
+def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+                       clip: float | None = 0.5) -> torch.Tensor:
+    """Per-element PPO value loss ½·max((V − R)², (clip(V, V_old ± c) − R)²) (verl ``compute_value_loss``);
+    ``clip=None`` is the plain squared error ½·(V − R)²."""
+    loss = (values - returns) ** 2
+    if clip is not None:
+        clipped = old_values + torch.clamp(values - old_values, -clip, clip)
+        loss = torch.maximum(loss, (clipped - returns) ** 2)
+    return 0.5 * loss
+
+
 def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean") -> torch.Tensor:
     """Reduce per-token values to a scalar (verl ``agg_loss``)."""
     mask = mask.to(values.dtype)
