@@ -17,6 +17,8 @@ examples:
                                                   play a game yourself in the terminal
   agentgym rollout agentgym/TextWorld-Simple-v0 --policy random --episodes 8 --group-size 4 \\
       --out runs/simple.jsonl                     write turn records (JSONL) for a trainer
+  agentgym collect agentgym/TextWorld-CoinCollector-v0 --episodes 300 --won-only --out data/coin.jsonl
+                                                  expert (oracle) trajectories for behaviour cloning
   agentgym eval agentgym/TextWorld-CoinCollector-v0 --split test --policy random --policy oracle \\
       --episodes 20 --seeds 0 1 2                 held-out evaluation, mean ± std over seeds
   agentgym eval agentgym/TextWorld-CoinCollector-v0 --policy embedded --episodes 10 --seeds 0 1 2
@@ -26,7 +28,8 @@ examples:
   agentgym eval ENV_ID --policy openai:Qwen2.5-7B@http://127.0.0.1:8000/v1   a vLLM server
   agentgym serve-policy --model embedded --port 8000            serve a model to OpenAI-compatible clients
   agentgym train configs/grpo-coin-level5.yaml iterations=10 lr=3e-5
-                                                  train with GRPO/GiGPO/EPO; --resume continues a killed run
+                                                  train (trainer: grpo | epo | ppo | sft | pipeline);
+                                                  --resume continues a killed run
   agentgym report results/*.json                  result files as one Markdown table
   agentgym doctor                                 what is installed, and how to fix what is not
 
@@ -89,14 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
     rollout = commands.add_parser("rollout", help="run a policy and write turn records as JSONL",
                                   description="Run a policy on tasks of a split, in groups that share a task, and "
                                               "write one trajectory per line (agentgym.read_jsonl reads them).")
-    _add_env_arguments(rollout, "train")
-    rollout.add_argument("--policy", default="random", help="policy (see below `policies:`; default: random)")
-    _add_policy_kwargs(rollout)
-    rollout.add_argument("--episodes", type=int, default=8, help="number of distinct tasks (default: 8)")
-    rollout.add_argument("--group-size", type=int, default=1, help="episodes per task (default: 1)")
-    rollout.add_argument("--seed", type=int, default=0, help="seed for task sampling and the policy (default: 0)")
-    rollout.add_argument("--out", type=Path, required=True, help="output JSONL file")
-    _add_pool_arguments(rollout)
+    collect = commands.add_parser(
+        "collect", help="collect expert trajectories for behaviour cloning (JSONL turn records)",
+        description="Run a policy (the env's oracle by default) on tasks of a split and write one trajectory "
+                    "per line: the records RL uses, ready for `trainer: sft` (data: [FILE]) and loadable with "
+                    "datasets.load_dataset('json', data_files=FILE). Use the prompt settings you will train with.")
+    for command, policy, episodes in ((rollout, "random", 8), (collect, "oracle", 200)):
+        _add_env_arguments(command, "train")
+        command.add_argument("--policy", default=policy, help=f"policy (see below `policies:`; default: {policy})")
+        _add_policy_kwargs(command)
+        command.add_argument("--episodes", type=int, default=episodes,
+                             help=f"number of distinct tasks (default: {episodes})")
+        command.add_argument("--group-size", type=int, default=1, help="episodes per task (default: 1)")
+        command.add_argument("--seed", type=int, default=0,
+                             help="seed for task sampling and the policy (default: 0)")
+        command.add_argument("--history-window", type=int, default=3,
+                             help="recent turns shown in each prompt (default: 3; match the trainer's setting)")
+        command.add_argument("--prompt-style", choices=("summary", "chat"), default="summary",
+                             help="summary: one message with recent turns; chat: the whole episode (default: summary)")
+        command.add_argument("--won-only", action="store_true", help="write only the trajectories that won")
+        command.add_argument("--out", type=Path, required=True, help="output JSONL file")
+        _add_pool_arguments(command)
 
     evaluate = commands.add_parser("eval", help="held-out evaluation over seeds, written to a result file",
                                    description="Evaluate policies on a split: each seed samples its own tasks and "
@@ -246,20 +262,23 @@ def _watch(args: argparse.Namespace) -> int:
 def _cmd_rollout(args: argparse.Namespace) -> int:
     from agentgym.evaluation import episode_metrics
     from agentgym.policies import make_policy
+    from agentgym.prompting import PromptTemplate
     from agentgym.records import write_jsonl
     from agentgym.rollout import RolloutEngine
 
     policy = make_policy(args.policy, seed=args.seed, **args.policy_kwargs)
+    template = PromptTemplate(history_window=args.history_window, style=args.prompt_style)
     try:
         with RolloutEngine(args.env_id, args.split, num_envs=args.num_envs, concurrency=args.concurrency,
-                           env_kwargs=args.env_kwargs) as engine:
+                           env_kwargs=args.env_kwargs, template=template) as engine:
             plan = engine.plan(num_tasks=args.episodes, group_size=args.group_size, seed=args.seed)
-            trajectories = engine.run(policy, plan, progress=f"{args.policy} rollout")
+            trajectories = engine.run(policy, plan, progress=f"{args.policy} {args.command}")
     finally:
         policy.close()
-    write_jsonl(args.out, trajectories)
     metrics = episode_metrics(trajectories)
-    print(f"Wrote {len(trajectories)} trajectories ({sum(t.num_turns for t in trajectories)} turns) to {args.out}; "
+    kept = [t for t in trajectories if t.won] if args.won_only else trajectories
+    write_jsonl(args.out, kept)
+    print(f"Wrote {len(kept)} trajectories ({sum(t.num_turns for t in kept)} turns) to {args.out}; "
           f"success {metrics['success_rate']:.1%}, mean reward {metrics['mean_reward']:.2f}.")
     return 0
 
@@ -324,8 +343,9 @@ def _cmd_doctor(_: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"list": _cmd_list, "play": _cmd_play, "rollout": _cmd_rollout, "eval": _cmd_eval,
-               "report": _cmd_report, "doctor": _cmd_doctor, "serve-policy": _cmd_serve_policy, "train": _cmd_train}[args.command]
+    handler = {"list": _cmd_list, "play": _cmd_play, "rollout": _cmd_rollout, "collect": _cmd_rollout,
+               "eval": _cmd_eval, "report": _cmd_report, "doctor": _cmd_doctor, "serve-policy": _cmd_serve_policy,
+               "train": _cmd_train}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

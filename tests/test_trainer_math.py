@@ -3,7 +3,6 @@ GiGPO and EPO, with their edge cases; and hand-computed examples for PPO's GAE a
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch

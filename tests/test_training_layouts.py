@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from agentgym.hf_policy import HFPolicy
-from agentgym.prompting import PromptTemplate
+from agentgym.prompting import HistoryItem, PromptTemplate
 from agentgym.rollout import RolloutEngine
 from agentgym.trainers import common
-from agentgym.trainers.grpo import GRPOConfig, build_policy, train
+from agentgym.trainers.common import build_policy
+from agentgym.trainers.grpo import GRPOConfig, train
 from agentgym.trainers.ppo import PPOConfig, ValueBaseline
 
 from test_training import ONE_TURN_COIN
@@ -26,8 +27,6 @@ def _chat_rollout(policy, group_size=2, max_turns=4):
 
 def test_chat_prompts_extend_each_other():
     template = PromptTemplate(style="chat")
-    from agentgym.prompting import HistoryItem
-
     first = template.build("Find the coin.", "A room.", ["go east", "look"])
     history = [HistoryItem("go east", "A kitchen.", reply="go east", seen="A room.", seen_actions=("go east", "look"))]
     second = template.build("Find the coin.", "A kitchen.", ["take coin"], history)

@@ -19,11 +19,121 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from agentgym.evaluation import episode_metrics
 from agentgym.hf_policy import HFPolicy
+from agentgym.models import load_causal_lm
 from agentgym.paths import atomic_write
+from agentgym.policies import Policy, RandomPolicy
+from agentgym.prompting import PromptTemplate
 from agentgym.records import Trajectory
+from agentgym.rollout import RolloutEngine
 from agentgym.trainers.advantages import TurnStats
 from agentgym.trainers.losses import aggregate, kl_divergence, ppo_clip_loss
+
+
+# ---------------------------------------------------------------------------------------------- run settings
+@dataclass
+class RunConfig:
+    """Settings every trainer shares (each trainer's config adds its own). Every field can be set in the
+    YAML file or as ``key=value`` on the command line."""
+
+    # --- environment
+    env_id: str = "agentgym/TextWorld-CoinCollector-v0"  # registered env id to train on (its train split)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # env constructor arguments, e.g. max_turns
+    eval_split: str = "test"  # held-out split evaluated before training, every eval_every iterations, and after
+    task_filter: str = ""  # only tasks whose id contains this text, in training and evaluation (e.g. "level5")
+    history_window: int = 2  # recent turns shown in each prompt (shorter prompts train faster)
+    prompt_style: str = "summary"  # summary: one message with recent turns | chat: the whole episode as messages
+    layout: str = "per-turn"  # per-turn: a sample per turn | episode: one concatenated sequence per episode
+    # --- policy
+    model: str = "embedded"  # embedded | tiny | a checkpoint folder
+    init_adapters: list[str] = field(default_factory=list)  # LoRA adapters merged in, in order (warm start)
+    lora_rank: int = 16  # LoRA rank; 0 trains every weight
+    lora_alpha: int = 32
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora_layers: int = 0  # adapt only the top N transformer layers (0: all); backward stops below them
+    mode: str = "choice"  # choice: pick among admissible actions; generate: free text (see HFPolicy)
+    temperature: float = 1.0  # sampling temperature of free generation
+    choice_temperature: float = 1.0  # temperature of the softmax over admissible actions
+    max_new_tokens: int = 24  # reply budget in generate mode
+    # --- iterations and rollouts
+    iterations: int = 20  # training iterations (each: rollouts or a pass over the data, then updates)
+    tasks_per_iteration: int = 4  # distinct train tasks rolled out per iteration
+    group_size: int = 4  # episodes per task
+    num_envs: int = 4  # environments stepped together
+    # --- optimisation
+    epochs: int = 1  # passes over each iteration's samples
+    minibatch_size: int = 32  # samples per optimizer step
+    micro_batch_size: int = 8  # samples per forward/backward (gradient accumulation in between)
+    lr: float = 2e-5
+    warmup_ratio: float = 0.1
+    min_lr_ratio: float = 0.2
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    # --- bookkeeping
+    eval_every: int = 5  # iterations between held-out evaluations (0: only before and after)
+    eval_episodes: int = 20  # held-out episodes per evaluation
+    seed: int = 0
+    output_dir: str = "runs/train"
+    resume: bool = False  # continue from output_dir/checkpoint.pt
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("per-turn", "episode"):
+            raise ValueError(f"layout must be 'per-turn' or 'episode', not {self.layout!r}.")
+        if self.layout == "episode" and (self.prompt_style != "chat" or self.mode != "generate"):
+            raise ValueError("layout=episode trains one growing dialogue per episode: it needs prompt_style=chat "
+                             "(prompts that extend each other) and mode=generate.")
+
+
+def build_policy(config: RunConfig) -> HFPolicy:
+    """The policy a run trains: the model with ``init_adapters`` merged in, a fresh LoRA adapter unless
+    ``lora_rank`` is 0, no dropout (the loss must see the distribution the rollouts sampled from)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    model, tokenizer = load_causal_lm(config.model)
+    for adapter in config.init_adapters:
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    if config.lora_rank > 0:
+        depth = model.config.num_hidden_layers
+        top = list(range(depth - config.lora_layers, depth)) if 0 < config.lora_layers < depth else None
+        model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
+                                                 target_modules=list(config.lora_targets), lora_dropout=0.0,
+                                                 layers_to_transform=top))
+    else:
+        model.requires_grad_(True)
+    model.train(False)
+    return HFPolicy(config.model, model=model, tokenizer=tokenizer, mode=config.mode, temperature=config.temperature,
+                    choice_temperature=config.choice_temperature, max_new_tokens=config.max_new_tokens,
+                    seed=config.seed)
+
+
+def rollout_engines(config: RunConfig) -> tuple[RolloutEngine, RolloutEngine]:
+    """Engines over the train split and the held-out split, with the run's prompt template."""
+    template = PromptTemplate(history_window=config.history_window, style=config.prompt_style)
+    return tuple(RolloutEngine(config.env_id, split, num_envs=config.num_envs, template=template,
+                               env_kwargs=config.env_kwargs) for split in ("train", config.eval_split))
+
+
+def matching_tasks(engine: RolloutEngine, config: RunConfig) -> list[str]:
+    ids = [task_id for task_id in engine.tasks if config.task_filter in task_id]
+    if not ids:
+        raise ValueError(f"No {engine.split} task of {config.env_id} matches task_filter={config.task_filter!r}.")
+    return ids
+
+
+def evaluate_policy(policy: Policy, engine: RolloutEngine, config: RunConfig) -> dict[str, float]:
+    """Held-out metrics on the same tasks every time (a fixed sample of the evaluation split)."""
+    ids = matching_tasks(engine, config)
+    picked = np.random.default_rng(10_000).permutation(len(ids))[: config.eval_episodes]
+    trajectories = engine.run(policy, engine.plan(task_ids=[ids[i] for i in picked], seed=10_000, run_id="eval"))
+    return {f"eval_{key}": value for key, value in episode_metrics(trajectories).items()}
+
+
+def evaluate_before(policy: HFPolicy, engine: RolloutEngine, config: RunConfig) -> dict[str, float]:
+    """The held-out metrics before training, with a random policy's success on the same tasks for scale."""
+    before = evaluate_policy(policy, engine, config)
+    before["random_success_rate"] = evaluate_policy(RandomPolicy(seed=config.seed), engine, config)["eval_success_rate"]
+    return before
 
 
 # ---------------------------------------------------------------------------------------------- samples
@@ -287,6 +397,35 @@ def loss_terms(policy: HFPolicy, samples: Sequence[TurnSample], settings: LossSe
     return terms
 
 
+def optimise(samples: Sequence[TurnSample], loss_fn: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
+             parameters: Sequence[torch.nn.Parameter], config: RunConfig, rng: np.random.Generator) -> dict[str, float]:
+    """``config.epochs`` passes over the samples in shuffled minibatches of ``minibatch_size``; each
+    minibatch is one optimizer step over micro-batches of ``micro_batch_size`` with accumulated
+    gradients clipped to ``max_grad_norm``; the scheduler steps once per pass.
+
+    ``loss_fn(micro)`` returns a micro-batch's loss and the values to log. Returns the sample-weighted
+    means of those values and of the loss, the last gradient norm, and the tokens processed.
+    """
+    totals: dict[str, float] = {}
+    result: dict[str, float] = {"tokens": 0}
+    for _ in range(config.epochs):
+        for minibatch in minibatches(samples, config.minibatch_size, rng):
+            optimizer.zero_grad(set_to_none=True)
+            for start in range(0, len(minibatch), config.micro_batch_size):
+                micro = minibatch[start : start + config.micro_batch_size]
+                loss, logs = loss_fn(micro)
+                (loss * len(micro) / len(minibatch)).backward()
+                result["tokens"] += sum(len(s.prompt_ids) + len(s.response_ids) for s in micro)
+                for key, value in {**logs, "loss": loss}.items():
+                    value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+                    totals[key] = totals.get(key, 0.0) + value * len(micro)
+            result["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm))
+            optimizer.step()
+        scheduler.step()
+    count = max(1, len(samples) * config.epochs)
+    return {**{key: value / count for key, value in totals.items()}, **result}
+
+
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float,
                     min_lr_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak learning rate."""
@@ -384,6 +523,42 @@ class MetricsLog:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def finish_run(config: RunConfig, policy: HFPolicy, rows: list[dict[str, Any]], before: dict[str, float],
+               after: dict[str, float], *, summary: str, curves: Sequence[str]) -> dict[str, Any]:
+    """Save the trained weights, plot the ``curves`` metrics and write the report; ``summary`` says
+    what one iteration was."""
+    output = Path(config.output_dir)
+    if hasattr(policy.model, "save_pretrained"):
+        policy.model.save_pretrained(output / "final")
+        policy.tokenizer.save_pretrained(output / "final")
+    plotted = plot_curves(rows, output / "learning_curves.png", curves)
+    table = ["| | success | mean reward | turns | invalid |", "|---|---|---|---|---|"]
+    for label, values in (("before", before), ("after", after)):
+        table.append(f"| {label} | {values['eval_success_rate']:.1%} | {values['eval_mean_reward']:.2f} | "
+                     f"{values['eval_mean_turns']:.1f} | {values['eval_invalid_rate']:.1%} |")
+    updates = [r for r in rows if "update_tokens_per_s" in r]
+    speed = (f"{np.mean([r['update_tokens_per_s'] for r in updates]):.0f} tokens/s in updates, "
+             f"{np.mean([sum(v for k, v in r.items() if k.startswith('seconds_')) for r in updates]):.1f} s "
+             "per iteration") if updates else "no iterations run"
+    report = "\n".join([
+        f"# {type(config).__name__.removesuffix('Config')} on {config.env_id}",
+        "",
+        f"Model `{config.model}` (LoRA rank {config.lora_rank}), {config.mode} mode; {config.iterations} iterations of "
+        f"{summary}; seed {config.seed}.",
+        f"Held-out split `{config.eval_split}`, {config.eval_episodes} episodes, before and after training "
+        f"(a random choice among admissible actions wins {before.get('random_success_rate', float('nan')):.1%}):",
+        "",
+        *table,
+        "",
+        f"Training speed: {speed}.",
+        "",
+        "![learning curves](learning_curves.png)" if plotted else "",
+        "",
+    ])
+    (output / "report.md").write_text(report, encoding="utf-8")
+    return {"before": before, "after": after, "report": str(output / "report.md"), "rows": rows}
 
 
 def plot_curves(rows: Sequence[dict[str, Any]], path: Path, keys: Sequence[str]) -> Path | None:
