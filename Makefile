@@ -9,13 +9,8 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(BIN)/agentgym eval agentgym/TextWorld-CoinCollector-v0 --split test --policy random --policy oracle \
-		--episodes 20 --seeds 0 1 2 --out results
-	$(BIN)/agentgym eval agentgym/TextWorld-TreasureHunter-v0 --split test --policy random --policy oracle \
-		--episodes 20 --seeds 0 1 2 --out results
-	@echo
-	@echo "Held-out evaluation (mean ± std over seeds, 95% CI half-width in brackets):"
-	@$(BIN)/agentgym report results/*.json
+	$(BIN)/agentgym train configs/demo-grpo-coin-level3.yaml
+	@echo "Run folder: runs/demo (report.md, learning_curves.png, metrics.jsonl, final/ adapter)"
 
 test: setup
 	$(BIN)/python -m pytest

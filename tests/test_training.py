@@ -103,10 +103,16 @@ def test_shipped_configs_are_valid(path):
     import yaml
 
     from agentgym.trainers.epo import EPOConfig
+    from agentgym.trainers.pipeline import stages_of
+    from agentgym.trainers.ppo import PPOConfig
+    from agentgym.trainers.sft import SFTConfig
 
+    classes = {"grpo": GRPOConfig, "epo": EPOConfig, "ppo": PPOConfig, "sft": SFTConfig}
     settings = yaml.safe_load(path.read_text())
-    config_class = {"grpo": GRPOConfig, "epo": EPOConfig}[settings.pop("trainer")]
-    assert common.make_config(config_class, settings).iterations > 0
+    name = settings.pop("trainer")
+    stages = stages_of(settings)[1] if name == "pipeline" else [(name, settings)]
+    for stage, values in stages:
+        assert common.make_config(classes[stage], values).iterations > 0
 
 
 def test_dapo_dynamic_sampling_keeps_only_informative_groups(tmp_path):

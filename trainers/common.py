@@ -12,6 +12,7 @@ import dataclasses
 import json
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -92,13 +93,17 @@ def build_policy(config: RunConfig) -> HFPolicy:
 
     model, tokenizer = load_causal_lm(config.model)
     for adapter in config.init_adapters:
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        with warnings.catch_warnings():  # peft calls a transformers method deprecated for v6
+            warnings.simplefilter("ignore", FutureWarning)
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     if config.lora_rank > 0:
         depth = model.config.num_hidden_layers
         top = list(range(depth - config.lora_layers, depth)) if 0 < config.lora_layers < depth else None
-        model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
-                                                 target_modules=list(config.lora_targets), lora_dropout=0.0,
-                                                 layers_to_transform=top))
+        with warnings.catch_warnings():  # peft calls a transformers method deprecated for v6
+            warnings.simplefilter("ignore", FutureWarning)
+            model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
+                                                     target_modules=list(config.lora_targets), lora_dropout=0.0,
+                                                     layers_to_transform=top))
     else:
         model.requires_grad_(True)
     model.train(False)
@@ -426,6 +431,23 @@ def optimise(samples: Sequence[TurnSample], loss_fn: Any, optimizer: torch.optim
     return {**{key: value / count for key, value in totals.items()}, **result}
 
 
+def end_iteration(iteration: int, row: dict[str, Any], timer: "Timer", *, config: RunConfig, policy: HFPolicy,
+                  evaluator: RolloutEngine, metrics: "MetricsLog", optimizer: torch.optim.Optimizer,
+                  scheduler: Any, state: dict[str, Any], message: str, progress: bool) -> None:
+    """How every trainer's iteration ends: held-out evaluation when due, the phase timings, the metrics
+    row, a progress line (``message``) and the checkpoint (with the trainer's own ``state``)."""
+    if config.eval_every and iteration % config.eval_every == 0 and iteration != config.iterations:
+        with timer("eval"):
+            row.update(evaluate_policy(policy, evaluator, config))
+    row.update({f"seconds_{phase}": seconds for phase, seconds in timer.seconds.items()})
+    metrics.log(row)
+    if progress:
+        print(f"[{iteration}/{config.iterations}] {message} ({sum(timer.seconds.values()):.0f} s)", flush=True)
+    save_checkpoint(Path(config.output_dir) / "checkpoint.pt", model=policy.model, optimizer=optimizer,
+                    scheduler=scheduler, iteration=iteration, generator=policy._generator,
+                    extra={"metrics": metrics.rows, **state})
+
+
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float,
                     min_lr_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak learning rate."""
@@ -488,13 +510,15 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, generator: torch
 
 @dataclass
 class MetricsLog:
-    """Metrics per iteration, appended to ``metrics.jsonl`` (and TensorBoard when it is installed)."""
+    """Metrics per iteration, appended to ``metrics.jsonl`` (and TensorBoard when it is installed). A
+    run that does not resume starts the file afresh, so a reused output folder holds one run's rows."""
 
     folder: Path
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._rewrite()
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -525,10 +549,13 @@ class MetricsLog:
             self._writer.close()
 
 
-def finish_run(config: RunConfig, policy: HFPolicy, rows: list[dict[str, Any]], before: dict[str, float],
+def finish_run(config: RunConfig, policy: HFPolicy, metrics: "MetricsLog", before: dict[str, float],
                after: dict[str, float], *, summary: str, curves: Sequence[str]) -> dict[str, Any]:
-    """Save the trained weights, plot the ``curves`` metrics and write the report; ``summary`` says
-    what one iteration was."""
+    """Log the final evaluation, save the trained weights, plot the ``curves`` metrics and write the
+    report; ``summary`` says what one iteration was."""
+    metrics.log({"iteration": config.iterations, **after})
+    metrics.close()
+    rows = metrics.rows
     output = Path(config.output_dir)
     if hasattr(policy.model, "save_pretrained"):
         policy.model.save_pretrained(output / "final")

@@ -174,27 +174,17 @@ def train(config: GRPOConfig, hooks: LoopHooks | None = None, *, progress: bool 
             row["update_tokens_per_s"] = row.pop("tokens") / max(timer.seconds["update"], 1e-9)
             row["samples"] = len(samples)
 
-            # 4. Held-out evaluation with the same template and parser.
-            if config.eval_every and iteration % config.eval_every == 0 and iteration != config.iterations:
-                with timer("eval"):
-                    row.update(common.evaluate_policy(policy, evaluator, config))
-            row.update({f"seconds_{phase}": seconds for phase, seconds in timer.seconds.items()})
-            metrics.log(row)
-            if progress:
-                print(f"[{iteration}/{config.iterations}] success {row['train_success_rate']:.2f} "
-                      f"reward {row['train_mean_reward']:.2f} loss {row['loss']:+.4f} entropy {row['entropy']:.3f} "
-                      f"({sum(timer.seconds.values()):.0f} s)", flush=True)
-            common.save_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-                                   iteration=iteration, generator=policy._generator,
-                                   extra={"before": before, "metrics": metrics.rows,
-                                          "hooks": hooks.state()})
+            # 4. Held-out evaluation when due (same template and parser), metrics, checkpoint.
+            common.end_iteration(
+                iteration, row, timer, config=config, policy=policy, evaluator=evaluator, metrics=metrics,
+                optimizer=optimizer, scheduler=scheduler, state={"before": before, "hooks": hooks.state()},
+                message=f"success {row['train_success_rate']:.2f} reward {row['train_mean_reward']:.2f} "
+                        f"loss {row['loss']:+.4f} entropy {row['entropy']:.3f}", progress=progress)
         after = common.evaluate_policy(policy, evaluator, config)
     finally:
         engine.close()
         evaluator.close()
-    metrics.log({"iteration": config.iterations, **after})
-    metrics.close()
-    return common.finish_run(config, policy, metrics.rows, before, after,
+    return common.finish_run(config, policy, metrics, before, after,
                              summary=f"{config.tasks_per_iteration} tasks × {config.group_size} episodes",
                              curves=["train_success_rate", "train_mean_reward", "eval_success_rate", "entropy",
                                      "clip_fraction", "train_invalid_rate"])

@@ -25,8 +25,8 @@ from typing import Any
 from agentgym.paths import atomic_write
 
 
-def run(settings: dict[str, Any], overrides: list[str] = ()) -> dict[str, Any]:
-    """Entry point of ``agentgym train`` for ``trainer: pipeline``."""
+def stages_of(settings: dict[str, Any]) -> tuple[Path, list[tuple[str, dict[str, Any]]]]:
+    """The run folder and each stage's trainer name and settings (shared settings, then the stage's)."""
     settings = dict(settings)
     stages = settings.pop("stages", None)
     shared = dict(settings.pop("shared", {}) or {})
@@ -35,14 +35,19 @@ def run(settings: dict[str, Any], overrides: list[str] = ()) -> dict[str, Any]:
         raise ValueError(f"Unknown pipeline setting(s) {sorted(settings)}: use output_dir, shared and stages.")
     if not stages or not all(isinstance(stage, dict) and "trainer" in stage for stage in stages):
         raise ValueError("A pipeline needs `stages`: a list of mappings, each with a `trainer` (sft, grpo, epo, ppo).")
+    merged = [{**shared, **stage} for stage in stages]
+    return output, [(stage.pop("trainer"), stage) for stage in merged]
+
+
+def run(settings: dict[str, Any], overrides: list[str] = ()) -> dict[str, Any]:
+    """Entry point of ``agentgym train`` for ``trainer: pipeline``."""
+    output, stages = stages_of(settings)
     trainers = {ep.name: ep for ep in importlib.metadata.entry_points(group="agentgym.trainers")}
     resume = any(item.replace(" ", "") in ("resume=true", "resume=True") for item in overrides)
     adapters: list[str] = []
-    model = shared.get("model", "embedded")
+    model = stages[0][1].get("model", "embedded")
     results = []
-    for index, stage in enumerate(stages, 1):
-        stage = {**shared, **stage}
-        name = stage.pop("trainer")
+    for index, (name, stage) in enumerate(stages, 1):
         if name not in trainers or name == "pipeline":
             raise ValueError(f"Stage {index}: unknown trainer {name!r}; installed: {', '.join(sorted(trainers))}.")
         folder = output / f"{index}-{name}"

@@ -161,35 +161,23 @@ def train(config: SFTConfig, *, progress: bool = True) -> dict[str, Any]:
                     row.update(common.optimise(samples, loss_fn, optimizer, scheduler, parameters, config, rng))
                 row["update_tokens_per_s"] = row.pop("tokens") / max(timer.seconds["update"], 1e-9)
                 row["samples"], row["lr"] = len(samples), scheduler.get_last_lr()[0]
-            else:
-                scheduler.step()
 
-            # 3. Held-out evaluation with the same template and parser.
-            if config.eval_every and iteration % config.eval_every == 0 and iteration != config.iterations:
-                with timer("eval"):
-                    row.update(common.evaluate_policy(policy, evaluator, config))
-            row.update({f"seconds_{phase}": seconds for phase, seconds in timer.seconds.items()})
-            metrics.log(row)
-            if progress:
-                print(f"[{iteration}/{config.iterations}] nll {row.get('loss', float('nan')):.4f} on "
-                      f"{row.get('samples', 0)} samples, held-out success {row.get('eval_success_rate', float('nan')):.2f} "
-                      f"({sum(timer.seconds.values()):.0f} s)", flush=True)
-            common.save_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-                                   iteration=iteration, generator=policy._generator,
-                                   extra={"before": before, "metrics": metrics.rows,
-                                          "pool": [t.to_dict() for t in pool]})
+            # 3. Held-out evaluation when due (same template and parser), metrics, checkpoint.
+            common.end_iteration(
+                iteration, row, timer, config=config, policy=policy, evaluator=evaluator, metrics=metrics,
+                optimizer=optimizer, scheduler=scheduler,
+                state={"before": before, "pool": [t.to_dict() for t in pool]},
+                message=f"nll {row.get('loss', float('nan')):.4f} on {row.get('samples', 0)} samples", progress=progress)
         after = common.evaluate_policy(policy, evaluator, config)
     finally:
         engine.close()
         evaluator.close()
-    metrics.log({"iteration": config.iterations, **after})
-    metrics.close()
     if config.rejection_sampling:
         summary = (f"rejection sampling ({config.tasks_per_iteration} tasks × {config.group_size} episodes, "
                    f"keeping returns ≥ {config.keep_threshold}) on top of {len(expert)} expert trajectories")
     else:
         summary = f"behaviour cloning on {len(expert)} expert trajectories"
-    return common.finish_run(config, policy, metrics.rows, before, after, summary=summary,
+    return common.finish_run(config, policy, metrics, before, after, summary=summary,
                              curves=["loss", "eval_success_rate", "train_success_rate", "kept_trajectories"])
 
 
