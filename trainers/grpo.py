@@ -41,7 +41,7 @@ class GRPOConfig(common.RunConfig):
     clip_high: float = 0.28  # PPO ε_high (clip-higher)
     dual_clip: float | None = 3.0  # dual-clip bound c for negative advantages (None: off)
     aggregation: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum | seq-mean-token-sum-norm
-    kl_coef: float = 0.0  # β of the KL-to-reference loss (reference = base model, LoRA disabled)
+    kl_coef: float = 0.0  # β of the KL-to-reference loss (reference: the starting model; see common.ReferencePolicy)
     kl_estimator: str = "k3"
     entropy_coef: float = 0.0  # entropy bonus c_H
     output_dir: str = "runs/grpo"

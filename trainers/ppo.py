@@ -69,6 +69,9 @@ class ValueBaseline(LoopHooks):
             return self.head(out.hidden_states[-1][:, -1]).squeeze(-1)
 
     def advantages(self, policy, trajectories, stats, config: PPOConfig) -> np.ndarray:
+        if config.advantage != "gae":
+            raise ValueError(f"PPO's advantages come from its value head (advantage=gae), not {config.advantage!r}; "
+                             "use trainer grpo for group-normalised advantages.")
         prompts = [turn.prompt_token_ids for trajectory in trajectories for turn in trajectory.turns]
         values = torch.cat([self.values(prompts[i : i + config.micro_batch_size], grad=False)
                             for i in range(0, len(prompts), config.micro_batch_size)]).numpy()
