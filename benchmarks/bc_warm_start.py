@@ -5,7 +5,7 @@ signal. This script collects oracle trajectories on train games once, clones the
 seed (held-out `test` success before and after, mean ± std over the seeds), then runs GRPO from the
 first seed's cloned weights and reports where RL took it.
 
-    python benchmarks/bc_warm_start.py [--seeds 0 1 2] [--episodes 100] [--rl-iterations 4]
+    python benchmarks/bc_warm_start.py [--seeds 0 1 2] [--episodes 100] [--rl-iterations 3]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=100, help="oracle trajectories to clone")
     parser.add_argument("--epochs", type=int, default=2, help="passes over the expert data")
-    parser.add_argument("--rl-iterations", type=int, default=4, help="GRPO iterations after cloning (0: none)")
+    parser.add_argument("--rl-iterations", type=int, default=3, help="GRPO iterations after cloning (0: none)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-bc"))
     args = parser.parse_args()
 

@@ -128,6 +128,7 @@ def train(config: SFTConfig, *, progress: bool = True) -> dict[str, Any]:
     engine, evaluator = common.rollout_engines(config)
     try:
         expert = load_expert(config, engine)
+        expert_samples = training_samples(expert, policy, config)  # tokenised once: the data does not change
         if before is None:
             before = common.evaluate_before(policy, evaluator, config)
             metrics.log({"iteration": 0, **before})
@@ -145,12 +146,11 @@ def train(config: SFTConfig, *, progress: bool = True) -> dict[str, Any]:
                 pool += kept
                 row.update({f"train_{k}": v for k, v in episode_metrics(batch).items()})
                 row["kept_trajectories"] = len(kept)
-            trajectories = expert + pool
-            row["trajectories"] = len(trajectories)
+            row["trajectories"] = len(expert) + len(pool)
 
             # 2. Supervised steps on the action tokens.
-            if trajectories:
-                samples = training_samples(trajectories, policy, config)
+            samples = expert_samples + training_samples(pool, policy, config)
+            if samples:
 
                 def loss_fn(micro):
                     logprobs, entropy, mask = common.policy_logprobs(
