@@ -9,7 +9,7 @@
 import importlib.metadata
 
 from agentgym.checker import check_env
-from agentgym.contract import SPLITS, Frame, Task, TextEnv, UnicodeText, state_key
+from agentgym.contract import SPLITS, EngineCrashed, Frame, Task, TextEnv, UnicodeText, state_key
 from agentgym.policies import Generation, Policy, PolicyRequest, list_policies, make_policy, register_policy
 from agentgym.prompting import ActionParser, PromptTemplate
 from agentgym.records import Trajectory, Turn, read_jsonl, write_jsonl
@@ -19,7 +19,7 @@ from agentgym.rollout import EnvPool, EpisodeSpec, RolloutEngine
 __version__ = importlib.metadata.version("agentgym")
 
 __all__ = [
-    "SPLITS", "ActionParser", "EnvPool", "EpisodeSpec", "Frame", "Generation", "Policy", "PolicyRequest",
+    "SPLITS", "ActionParser", "EngineCrashed", "EnvPool", "EpisodeSpec", "Frame", "Generation", "Policy", "PolicyRequest",
     "PromptTemplate", "RolloutEngine", "Task", "TextEnv", "Trajectory", "Turn", "UnicodeText", "check_env",
     "list_envs", "list_policies", "make", "make_policy", "read_jsonl", "register", "register_policy", "spec",
     "state_key", "write_jsonl",

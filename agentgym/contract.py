@@ -29,6 +29,15 @@ INFO_KEYS: tuple[str, ...] = ("task_id", "split", "won", "invalid_action", "turn
 """Keys present in the ``info`` of every reset and step."""
 
 
+class EngineCrashed(RuntimeError):
+    """Raised by a family's :meth:`TextEnv._start` or :meth:`TextEnv._act` when its engine process died,
+    hung or failed and has been discarded; the next use of the engine starts a fresh one.
+
+    :class:`TextEnv` turns it into a truncated episode (``info["engine_crashed"]``) instead of an
+    exception, so a rollout loses one episode, not the run.
+    """
+
+
 class UnicodeText(spaces.Text):
     """A text space that contains any ``str`` up to ``max_length`` characters.
 
@@ -151,7 +160,8 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
 
     Episode end:
         ``terminated`` when the engine ends the episode (won or lost); ``truncated`` after
-        ``max_turns`` turns, invalid ones included.
+        ``max_turns`` turns, invalid ones included, or when the engine crashed (then
+        ``info["engine_crashed"]`` is ``True``; the next reset runs on a fresh engine).
 
     Tasks and splits:
         A reset picks a task of the env's split: ``options={"task_id": ...}`` names one, otherwise the
@@ -164,6 +174,10 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"]}
     splits: ClassVar[tuple[str, ...]] = SPLITS
     default_max_turns: ClassVar[int] = 50
+    admissible_is_complete: ClassVar[bool] = True
+    """Whether the admissible list holds every action the engine accepts. When it does not (an engine
+    that lists typical commands but parses more), an unlisted action goes to the engine, which judges
+    it (:attr:`Frame.invalid`)."""
     image_shape: ClassVar[tuple[int, int, int] | None] = None
 
     def __init__(self, split: str = "train", *, max_turns: int | None = None, render_mode: str | None = None):
@@ -241,7 +255,10 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
         self._task = task
         self._turn = 0
         self._done = False
-        self._frame = self._start(task)
+        try:
+            self._frame = self._start(task)
+        except EngineCrashed:  # the engine died between episodes: one retry on a fresh engine
+            self._frame = self._start(task)
         info = self._info(self._frame, invalid=False)
         info["instruction"] = self._frame.info.get("instruction", task.instruction)
         return self._observation(self._frame), info
@@ -262,14 +279,18 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
                 invalid=True,
             )
         else:
-            frame = self._act(accepted)
+            try:
+                frame = self._act(accepted)
+            except EngineCrashed as crash:
+                frame = Frame(text=f"The environment's engine crashed ({crash}); this episode is cut short.",
+                              state_key=self._frame.state_key, info={"engine_crashed": True})
             if frame.invalid:
                 # The engine rejected the action itself: the state did not move.
                 frame.state_key = frame.state_key or self._frame.state_key
         if not frame.invalid:
             self._frame = frame
         terminated = bool(frame.terminated)
-        truncated = not terminated and self._turn >= self.max_turns
+        truncated = not terminated and (self._turn >= self.max_turns or frame.info.get("engine_crashed", False))
         self._done = terminated or truncated
         observation = self._observation(frame)
         if self.render_mode == "human":
@@ -301,6 +322,8 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
         for candidate in admissible:
             if normalize_action(candidate) == wanted:
                 return candidate, ""
+        if not self.admissible_is_complete:
+            return action.strip(), ""
         shown = action.strip()
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         return None, (
@@ -345,3 +368,12 @@ def tidy_text(text: str) -> str:
     """Trim trailing spaces on each line and runs of blank lines, which engines emit freely."""
     lines = [line.rstrip() for line in text.strip().splitlines()]
     return _BLANK_RUN.sub("\n\n", "\n".join(lines))
+
+
+def walkthrough_action(walkthrough: Sequence[str], taken: Sequence[str]) -> str | None:
+    """The next action of a fixed walkthrough while the episode has followed it exactly, else ``None``
+    (a gold path says nothing about states off the path)."""
+    done = len(taken)
+    if done >= len(walkthrough) or list(taken) != list(walkthrough[:done]):
+        return None
+    return walkthrough[done]

@@ -6,7 +6,7 @@ import gymnasium as gym
 import pytest
 
 import agentgym
-from agentgym.contract import INFO_KEYS, UnicodeText, normalize_action, state_key
+from agentgym.contract import INFO_KEYS, EngineCrashed, Frame, Task, TextEnv, UnicodeText, normalize_action, state_key
 from conftest import COIN
 
 
@@ -88,3 +88,51 @@ def test_unknown_task_id_or_split_is_a_clear_error(coin_env):
         coin_env.reset(options={"task_id": train_id})
     with pytest.raises(ValueError, match="no split 'valid'"):
         agentgym.make(COIN, split="valid")
+
+
+class _FlakyEngineEnv(TextEnv):
+    """Counts up; its 'engine' dies when told to (the crash hook, without a real process)."""
+
+    admissible_is_complete = False
+    crash_on_start = 0
+
+    def load_tasks(self, split):
+        return [Task(f"{split}-0", split, "Count.")]
+
+    def _start(self, task):
+        if self.crash_on_start:
+            type(self).crash_on_start -= 1
+            raise EngineCrashed("died between episodes")
+        self.count = 0
+        return Frame(f"At {self.count}.", ("up",), str(self.count))
+
+    def _act(self, action):
+        if action == "crash":
+            raise EngineCrashed("test crash")
+        if action not in ("up", "down"):
+            return Frame(f"The engine does not know {action!r}.", invalid=True)
+        self.count += 1 if action == "up" else -1
+        return Frame(f"At {self.count}.", ("up",), str(self.count), reward=1.0)
+
+
+def test_an_engine_crash_truncates_the_episode_without_raising():
+    env = _FlakyEngineEnv("train")
+    env.reset()
+    env.step("up")
+    observation, reward, terminated, truncated, info = env.step("crash")
+    assert truncated and not terminated and reward == 0.0 and info["engine_crashed"]
+    assert "crashed" in observation["text"] and observation["state_key"] == "1"
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step("up")
+    _FlakyEngineEnv.crash_on_start = 1  # a dead engine found at reset is retried once
+    observation, info = env.reset()
+    assert observation["text"] == "At 0."
+
+
+def test_an_incomplete_admissible_list_lets_the_engine_judge_unlisted_actions():
+    env = _FlakyEngineEnv("train")
+    env.reset()
+    observation, reward, _, _, info = env.step("down")  # not listed, but the engine accepts it
+    assert not info["invalid_action"] and observation["text"] == "At -1." and reward == 1.0
+    observation, reward, _, _, info = env.step("sideways")
+    assert info["invalid_action"] and reward == 0.0 and observation["state_key"] == "-1"
