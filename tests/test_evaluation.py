@@ -79,6 +79,17 @@ def test_cli_play_accepts_numbers_and_text():
     assert "Goal:" in result.stdout and "[1]" in result.stdout and "Invalid action: 'dance'" in result.stdout
 
 
+@pytest.mark.parametrize(("env_id", "script", "expected"), [
+    ("agentgym/ScienceWorld-v0", "look around\njuggle\n:q\n", ["Goal: Your task is", "No known action matches"]),
+    ("agentgym/TWX-CoinCollector-v0", "3\ndance\n:q\n", ["Goal: Your task is", "[3] look around", "Unknown action"]),
+])
+def test_cli_play_runs_the_jvm_families(env_id, script, expected):
+    result = subprocess.run([sys.executable, "-m", "agentgym.cli", "play", env_id, "--split", "dev", "--seed", "0"],
+                            input=script, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert all(text in result.stdout for text in expected), result.stdout[-2000:]
+
+
 def test_doctor_reports_a_healthy_install():
     result = subprocess.run([sys.executable, "-m", "agentgym.cli", "doctor"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
