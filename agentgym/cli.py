@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import gymnasium
 
@@ -307,12 +308,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_config(path: Path) -> Any:
+    """A YAML config; a key given twice is an error (plain YAML silently keeps the last one)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise ValueError(f"{path}, line {key_node.start_mark.line + 1}: the key {key!r} is set twice.")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import importlib.metadata
 
-    import yaml
-
-    settings = yaml.safe_load(args.config.read_text()) or {}
+    settings = read_config(args.config) or {}
     if not isinstance(settings, dict):
         raise ValueError(f"{args.config} must hold a mapping of settings.")
     name = settings.pop("trainer", "grpo")

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from agentgym.cli import main
+from agentgym.cli import main, read_config
 from agentgym.trainers import common
 from agentgym.trainers.epo import EntropySmoothing, EPOConfig
 from agentgym.trainers.grpo import GRPOConfig, train
@@ -98,17 +98,22 @@ def test_config_from_yaml_and_overrides():
         common.make_config(GRPOConfig, {}, ["learning_rate=1"])
 
 
+def test_a_config_key_set_twice_is_an_error(tmp_path):
+    config = tmp_path / "twice.yaml"
+    config.write_text("trainer: grpo\nnum_envs: 6\nlr: 1.0e-4\nnum_envs: 4\n")
+    with pytest.raises(ValueError, match="line 4: the key 'num_envs' is set twice"):
+        read_config(config)
+
+
 @pytest.mark.parametrize("path", sorted(ROOT.glob("configs/*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
-    import yaml
-
     from agentgym.trainers.epo import EPOConfig
     from agentgym.trainers.pipeline import stages_of
     from agentgym.trainers.ppo import PPOConfig
     from agentgym.trainers.sft import SFTConfig
 
     classes = {"grpo": GRPOConfig, "epo": EPOConfig, "ppo": PPOConfig, "sft": SFTConfig}
-    settings = yaml.safe_load(path.read_text())
+    settings = read_config(path)  # also rejects a key set twice
     name = settings.pop("trainer")
     stages = stages_of(settings)[1] if name == "pipeline" else [(name, settings)]
     for stage, values in stages:

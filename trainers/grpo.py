@@ -5,7 +5,7 @@ episode outcomes into per-turn advantages, take clipped policy-gradient steps, e
 held-out split with the same template and parser, checkpoint. ``epo.py`` adds EPO's entropy
 regularisation and ``ppo.py`` a value head on top of this loop through :class:`LoopHooks`.
 
-    agentgym train configs/grpo-coin.yaml iterations=30 lr=2e-5
+    agentgym train configs/grpo-coin-level5.yaml iterations=30 lr=2e-5
 """
 
 from __future__ import annotations

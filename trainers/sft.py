@@ -14,7 +14,7 @@ pool (and the expert data, if any) and fine-tune on the pool — the simplest se
 a baseline RL must beat.
 
     agentgym collect agentgym/TextWorld-CoinCollector-v0 --episodes 300 --out data/coin.jsonl
-    agentgym train configs/bc-coin.yaml data="[data/coin.jsonl]"
+    agentgym train configs/bc-then-grpo-coin.yaml     # behaviour cloning, then GRPO, then held-out eval
 """
 
 from __future__ import annotations
