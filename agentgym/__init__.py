@@ -10,6 +10,13 @@ import importlib.metadata
 
 from agentgym.checker import check_env
 from agentgym.contract import SPLITS, EngineCrashed, Frame, Task, TextEnv, UnicodeText, state_key
+from agentgym.multiagent import (
+    MultiAgentRollout,
+    check_multiagent_env,
+    list_multiagent_envs,
+    make_multiagent,
+    register_multiagent,
+)
 from agentgym.policies import Generation, Policy, PolicyRequest, list_policies, make_policy, register_policy
 from agentgym.prompting import ActionParser, PromptTemplate
 from agentgym.records import Trajectory, Turn, read_jsonl, write_jsonl
@@ -19,8 +26,10 @@ from agentgym.rollout import EnvPool, EpisodeSpec, RolloutEngine
 __version__ = importlib.metadata.version("agentgym")
 
 __all__ = [
-    "SPLITS", "ActionParser", "EngineCrashed", "EnvPool", "EpisodeSpec", "Frame", "Generation", "Policy", "PolicyRequest",
-    "PromptTemplate", "RolloutEngine", "Task", "TextEnv", "Trajectory", "Turn", "UnicodeText", "check_env",
-    "list_envs", "list_policies", "make", "make_policy", "read_jsonl", "register", "register_policy", "spec",
-    "state_key", "write_jsonl",
+    "SPLITS", "ActionParser", "check_env", "check_multiagent_env", "EngineCrashed", "EnvPool",
+    "EpisodeSpec", "Frame", "Generation", "list_envs", "list_multiagent_envs", "list_policies", "make",
+    "make_multiagent", "make_policy", "MultiAgentRollout", "Policy", "PolicyRequest", "PromptTemplate",
+    "register_multiagent",
+    "read_jsonl", "register", "register_policy", "RolloutEngine", "spec", "state_key", "Task", "TextEnv",
+    "Trajectory", "Turn", "UnicodeText", "write_jsonl",
 ]

@@ -169,6 +169,7 @@ def _version() -> str:
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
+    from agentgym.multiagent import list_multiagent_envs, multiagent_spec
     from agentgym.policies import list_policies
     from agentgym.registry import list_envs, spec
 
@@ -176,6 +177,10 @@ def _cmd_list(_: argparse.Namespace) -> int:
     for env_id in list_envs():
         env_spec = spec(env_id)
         print(f"  {env_id:42s} splits: {', '.join(env_spec.splits):28s} {env_spec.description}")
+    print("\nMulti-agent environments (agentgym.make_multiagent; PettingZoo AEC and parallel APIs):")
+    for env_id in list_multiagent_envs():
+        ma_spec = multiagent_spec(env_id)
+        print(f"  {env_id:42s} splits: {', '.join(ma_spec.splits):28s} {ma_spec.description}")
     print("\nPolicies: " + ", ".join(list_policies()))
     return 0
 

@@ -104,6 +104,7 @@ def run_checks() -> list[Check]:
         _binary("chromium", "/usr/bin/chromium", chromium_fix),
         _binary("chromedriver", "/usr/bin/chromedriver", chromium_fix),
         _package("bm25s", "search", "search family"),
+        _package("pettingzoo", "multiagent", "multi-agent games"),
         _package("torch", "llm", "LLM policies and trainers; install torch==2.13.0 first for the CPU build"),
         _package("transformers", "llm", "LLM policies and trainers"),
         _package("openai", "llm", "OpenAI-compatible policies"),
