@@ -275,7 +275,8 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
                 text=feedback,
                 admissible_actions=self._frame.admissible_actions,
                 state_key=self._frame.state_key,
-                image=self._frame.image,
+                # A copy: each step returns its own observation, as Gymnasium expects.
+                image=None if self._frame.image is None else self._frame.image.copy(),
                 invalid=True,
             )
         else:

@@ -1,0 +1,182 @@
+"""GUI grounding on rendered application screens: find the element an instruction names."""
+
+from __future__ import annotations
+
+import io
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentgym.contract import Frame, Task, TextEnv, state_key
+from agentgym.envs.browser import Browser
+from agentgym.envs.gui.screens import KINDS_HELD_OUT, KINDS_TRAIN, screen_html
+from agentgym.grounding import Box, inside, parse_prediction
+from agentgym.paths import cache_dir
+
+WIDTH, HEIGHT = 1280, 720
+SEED_RANGES = {"train": (0, 3000), "dev": (100_000, 100_100), "test": (200_000, 200_300), "test_ood": (300_000, 300_300)}
+RENDER_VERSION = "v1"  # bump when screens.py or screen.css change, so cached renders are not reused
+
+_ELEMENTS_JS = """() => Array.from(document.querySelectorAll('[data-desc]')).map(e => {
+  const r = e.getBoundingClientRect();
+  return {desc: e.dataset.desc, how: e.dataset.how, box: [r.left, r.top, r.right, r.bottom]};
+})"""
+
+
+def kind_of(split: str, seed: int) -> str:
+    kinds = KINDS_HELD_OUT if split == "test_ood" else KINDS_TRAIN
+    return kinds[seed % len(kinds)]
+
+
+def render_screen(browser: Browser, kind: str, seed: int, root: Path | None = None) -> tuple[bytes, list[dict]]:
+    """The screenshot (PNG) and every tagged element's box of one screen, cached on disk."""
+    folder = (root or cache_dir()) / "gui" / RENDER_VERSION
+    png_path, json_path = folder / f"{kind}-{seed}.png", folder / f"{kind}-{seed}.json"
+    if png_path.exists() and json_path.exists():
+        return png_path.read_bytes(), json.loads(json_path.read_text())
+    css = resources.files("agentgym.assets").joinpath("gui/screen.css").read_text(encoding="utf-8")
+    with browser.page(WIDTH, HEIGHT, fresh=False) as page:
+        page.set_content(screen_html(kind, seed, css))
+        elements = page.evaluate(_ELEMENTS_JS)
+        png = page.screenshot(type="png")
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, data in ((png_path, png), (json_path, json.dumps(elements).encode())):
+        staging = path.with_suffix(path.suffix + f".tmp{np.random.randint(1 << 30)}")
+        staging.write_bytes(data)
+        staging.replace(path)
+    return png, elements
+
+
+def pick_target(elements: list[dict], seed: int) -> dict:
+    """A visible element whose description is unique on the screen, chosen by the seed."""
+    counts: dict[str, int] = {}
+    for element in elements:
+        counts[element["desc"]] = counts.get(element["desc"], 0) + 1
+    candidates = [e for e in elements if counts[e["desc"]] == 1 and e["box"][2] - e["box"][0] >= 2
+                  and e["box"][3] - e["box"][1] >= 2 and e["box"][2] <= WIDTH and e["box"][3] <= HEIGHT]
+    return candidates[int(np.random.default_rng(seed).integers(len(candidates)))]
+
+
+class GUIGroundingEnv(TextEnv):
+    """Point at the screen element an instruction names, on screens rendered by Chromium.
+
+    Description:
+        Each task is an application screen (mail, settings, file manager, shop, dashboard, login;
+        calendar and chat held out) generated from a seed with randomised texts, order, colours and
+        font size, rendered at 1280x720, with an instruction naming one element by its text, its icon's
+        meaning (no text), its position ("the third file in the list") or its widget type.
+
+    Observation:
+        ``image``: the screenshot (720x1280x3 RGB); ``text``: the instruction and the answer format.
+        No admissible list.
+
+    Action:
+        A point ``(x, y)`` or a box ``[x1, y1, x2, y2]`` (its centre counts), in pixels or on a 0-1000
+        or 0-1 scale (``scale``). A reply without coordinates is an invalid turn.
+
+    Rewards:
+        1 if the point lies inside the target's box (edges included), else 0.
+
+    Episode end:
+        Terminated after one prediction; truncated after ``max_turns`` invalid replies (3).
+
+    Splits:
+        ``train``/``dev``/``test`` are disjoint seeds over six application kinds; ``test_ood`` shows the
+        two held-out kinds (calendar, chat: a mobile layout).
+
+    Arguments:
+        split: ``"train"``, ``"dev"``, ``"test"`` or ``"test_ood"``.
+        scale: ``"pixels"``, ``"1000"`` or ``"unit"``: how the policy writes coordinates.
+        max_turns: turn budget (3).
+        cache_root: where rendered screens are kept (default ``agentgym.paths.cache_dir()``).
+        render_mode: ``"ansi"`` or ``"human"``.
+    """
+
+    default_max_turns = 3
+    image_shape = (HEIGHT, WIDTH, 3)
+
+    def __init__(self, split: str = "train", *, scale: str = "pixels", max_turns: int | None = None,
+                 cache_root: str | Path | None = None, render_mode: str | None = None):
+        super().__init__(split, max_turns=max_turns, render_mode=render_mode)
+        parse_prediction("(0, 0)", WIDTH, HEIGHT, scale=scale)  # rejects an unknown scale now
+        self.scale = scale
+        self.cache_root = Path(cache_root) if cache_root is not None else None
+        self.browser = Browser()
+        self.target: dict[str, Any] | None = None
+        self._image: np.ndarray | None = None
+
+    def load_tasks(self, split: str) -> list[Task]:
+        start, stop = SEED_RANGES[split]
+        return [Task(f"gui-{kind_of(split, seed)}-s{seed}", split, "Click the element the instruction names.",
+                     payload={"kind": kind_of(split, seed), "seed": seed}) for seed in range(start, stop)]
+
+    def _start(self, task: Task) -> Frame:
+        from PIL import Image
+
+        png, elements = render_screen(self.browser, task.payload["kind"], task.payload["seed"], self.cache_root)
+        self.target = pick_target(elements, task.payload["seed"])
+        self._image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        units = {"pixels": "in pixels", "1000": "on a 0-1000 scale", "unit": "as fractions of the width and height"}
+        instruction = f"Click {self.target['desc']}."
+        frame = Frame(text=f"Instruction: {instruction}\nThe screenshot is {WIDTH}x{HEIGHT} pixels. Reply with "
+                           f"the point to click as (x, y) {units[self.scale]}.",
+                      state_key=state_key(task.id), image=self._image,
+                      info={"how": self.target["how"], "kind": task.payload["kind"]})
+        frame.info["instruction"] = instruction
+        return frame
+
+    def target_box(self) -> Box:
+        x1, y1, x2, y2 = self.target["box"]
+        return Box(int(np.floor(x1)), int(np.floor(y1)), int(np.ceil(x2)), int(np.ceil(y2)))
+
+    def _act(self, action: str) -> Frame:
+        box = parse_prediction(action, WIDTH, HEIGHT, scale=self.scale, point_expand=0)
+        if box is None:
+            return Frame(text="Invalid action: reply with a point (x, y) or a box [x1, y1, x2, y2].", invalid=True,
+                         image=self._image.copy())
+        point = box.centre
+        hit = inside(point, self.target_box())
+        return Frame(text=f"You clicked ({point[0]:g}, {point[1]:g}): {'hit' if hit else 'missed'}.",
+                     state_key=state_key(self._task.id, "answered"), reward=float(hit), terminated=True, won=hit,
+                     image=self._image.copy(), info={"point": list(point), "how": self.target["how"]})
+
+    def expert_action(self) -> str | None:
+        if self.target is None or self._done:
+            return None
+        x, y = self.target_box().centre
+        factor = {"pixels": None, "1000": 1000, "unit": 1}[self.scale]
+        if factor:
+            x, y = round(x / WIDTH * factor, 4), round(y / HEIGHT * factor, 4)
+        return f"({x:g}, {y:g})"
+
+    def close(self) -> None:
+        self.browser.close()
+        super().close()
+
+
+def prerender(split: str, *, limit: int | None = None, root: Path | None = None, progress: bool = True) -> int:
+    """Render (and cache) the screens of a split ahead of training or evaluation; returns how many."""
+    from tqdm import tqdm
+
+    start, stop = SEED_RANGES[split]
+    seeds = range(start, stop if limit is None else min(stop, start + limit))
+    browser = Browser()
+    try:
+        for seed in tqdm(seeds, desc=f"render {split}", unit="screen", disable=not progress):
+            render_screen(browser, kind_of(split, seed), seed, root)
+    finally:
+        browser.close()
+    return len(seeds)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Pre-render a split's GUI screens into the cache.")
+    parser.add_argument("--split", default="test", choices=sorted(SEED_RANGES))
+    parser.add_argument("--limit", type=int, default=None)
+    arguments = parser.parse_args()
+    print(f"{prerender(arguments.split, limit=arguments.limit)} screens cached")
