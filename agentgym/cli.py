@@ -201,11 +201,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
             actions = observation["admissible_actions"]
             if actions:
                 print("\n" + "  ".join(f"[{i}] {a}" for i, a in enumerate(actions, 1)))
-            try:
-                typed = input("> ").strip()
-            except EOFError:
-                return 0
-            if typed == ":q":
+            typed = _ask()
+            if typed in (None, ":q"):
                 return 0
             if typed == ":r":
                 observation, info = env.reset()
@@ -223,13 +220,21 @@ def _cmd_play(args: argparse.Namespace) -> int:
                 outcome = "won" if info["won"] else ("out of turns" if truncated else "lost")
                 print(f"\nEpisode over: {outcome}, return {total:g}, {info['turn']} turns. ':r' or Enter for a new "
                       "task, ':q' to quit.")
-                if input("> ").strip() == ":q":
+                if _ask() in (None, ":q"):
                     return 0
                 observation, info = env.reset()
                 print(f"\nTask {info['task_id']}\nGoal: {info['instruction']}\n")
                 total = 0.0
     finally:
         env.close()
+
+
+def _ask() -> str | None:
+    """A line typed at the prompt, or ``None`` at the end of input (Ctrl-D or a piped script)."""
+    try:
+        return input("> ").strip()
+    except EOFError:
+        return None
 
 
 def _watch(args: argparse.Namespace) -> int:

@@ -104,6 +104,7 @@ class PromptTemplate:
 
 
 _PREFIX = re.compile(r"^\s*(?:>|action\s*:|next action\s*:|command\s*:)\s*", re.IGNORECASE)
+_TOOL_CALL = re.compile(r"<(\w+)>.*?</\1>", re.DOTALL)
 _TAGGED = re.compile(r"<action>(.*?)</action>", re.IGNORECASE | re.DOTALL)
 
 
@@ -118,9 +119,20 @@ class ActionParser:
     empty action, which the env turns into an invalid turn with feedback.
     """
 
+    tool_tags: tuple[str, ...] = ("search", "answer")
+    """Tool-call tags kept whole, the last one winning, so reasoning may come first:
+    ``<search>query</search>``, ``<answer>text</answer>``. A reply that is an OpenAI-style tool call
+    (a JSON object with ``name`` and ``arguments``) is kept whole as well; the env reads both."""
+
     def parse(self, reply: str, admissible_actions: Sequence[str] = ()) -> str:
         if not isinstance(reply, str):
             return ""
+        calls = [m.group(0) for m in _TOOL_CALL.finditer(reply) if m.group(1).lower() in self.tool_tags]
+        if calls:
+            return calls[-1]
+        stripped = reply.strip()
+        if stripped.startswith("{") and '"name"' in stripped and '"arguments"' in stripped:
+            return stripped
         tagged = _TAGGED.search(reply)
         text = tagged.group(1) if tagged else reply
         lines = [self._clean(line) for line in text.splitlines()]

@@ -23,6 +23,9 @@ ADMISSIBLE = ("go north", "take coin", "look")
         ("", ""),
         ("\n  \n", ""),
         ("Let me dance around the room", "Let me dance around the room"),
+        ("I need the capital.\n<search>Chad capital</search>", "<search>Chad capital</search>"),
+        ("<search>a</search> so <answer>N'Djamena</answer>", "<answer>N'Djamena</answer>"),
+        ('{"name": "search", "arguments": {"query": "Chad"}}', '{"name": "search", "arguments": {"query": "Chad"}}'),
     ],
 )
 def test_parser(reply, expected):

@@ -82,6 +82,29 @@ def test_answers_match_after_normalisation():
     env.close()
 
 
+def test_f1_reward_gives_partial_credit():
+    env = agentgym.make(SEARCH, split="train", reward="f1")
+    task = next(t for t in env.unwrapped.tasks if len(t.answer[0].split()) >= 2)
+    env.reset(options={"task_id": task.id})
+    _, reward, _, _, info = env.step(f"<answer>{task.answer[0].split()[0]}</answer>")
+    assert 0 < reward < 1 and reward == info["f1"] and info["em"] == 0.0
+    env.close()
+    with pytest.raises(ValueError, match="reward must be"):
+        agentgym.make(SEARCH, split="train", reward="bleu")
+
+
+def test_a_person_can_play_it_in_the_terminal():
+    import subprocess
+    import sys
+
+    script = "I will look it up.\n<search>Chad capital name</search>\n"
+    result = subprocess.run([sys.executable, "-m", "agentgym.cli", "play", SEARCH, "--split", "dev", "--seed", "0"],
+                            input=script, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Question:" in result.stdout and "Invalid action" in result.stdout
+    assert "<information>Doc 1 (Title: Chad - Government: Capital)" in result.stdout
+
+
 def test_a_users_jsonl_corpus_is_indexed_and_searched(tmp_path):
     path = tmp_path / "corpus.jsonl"
     rows = [{"id": "1", "title": "Owls", "text": "Owls hunt at night."},

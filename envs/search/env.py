@@ -75,8 +75,10 @@ class SearchQAEnv(TextEnv):
         ``{"answer": ...}``) works too. A reply with neither is an invalid turn with feedback.
 
     Rewards:
-        1 for an answer that matches one of the answer's aliases after normalisation (case,
-        punctuation, articles), else 0; ``info["f1"]`` has the token F1 of the best alias.
+        With ``reward="em"`` (default) 1 for an answer that matches one of the answer's aliases after
+        normalisation (case, punctuation, articles), else 0; with ``reward="f1"`` the best alias's token
+        F1. ``info`` has both (``em``, ``f1``). The aliases are in the task (``task.answer``), never in
+        the prompt, for trainers that score the policy's probability of the answer (IGPO).
 
     Episode end:
         Terminated by an answer (``won`` when it is correct); truncated after ``max_turns`` (6).
@@ -90,6 +92,7 @@ class SearchQAEnv(TextEnv):
     Arguments:
         split: ``"train"``, ``"dev"``, ``"test"`` or ``"test_ood"``.
         top_k: passages per search (3).
+        reward: ``"em"`` or ``"f1"``.
         max_turns: turn budget (6).
         corpus: ``"factbook"`` (a custom JSONL corpus works for the retriever; questions are the
             Factbook's).
@@ -98,10 +101,12 @@ class SearchQAEnv(TextEnv):
 
     default_max_turns = 6
 
-    def __init__(self, split: str = "train", *, top_k: int = TOP_K, max_turns: int | None = None,
+    def __init__(self, split: str = "train", *, top_k: int = TOP_K, reward: str = "em", max_turns: int | None = None,
                  corpus: str = "factbook", render_mode: str | None = None):
         super().__init__(split, max_turns=max_turns, render_mode=render_mode)
-        self.top_k, self.corpus = top_k, corpus
+        if reward not in ("em", "f1"):
+            raise ValueError(f"reward must be 'em' (exact match) or 'f1' (token F1), not {reward!r}.")
+        self.top_k, self.corpus, self.reward = top_k, corpus, reward
         self._retriever: BM25Retriever | None = None
         self._queries: list[str] = []
 
@@ -140,9 +145,10 @@ class SearchQAEnv(TextEnv):
                          state_key=state_key(self._task.id, *self._queries), info={"search": content})
         answers = self._task.answer
         correct = any(normalize_answer(content) == normalize_answer(alias) for alias in answers)
+        f1 = max(token_f1(content, alias) for alias in answers)
         return Frame(text=f"Your answer: {content}", state_key=state_key(self._task.id, *self._queries, content),
-                     reward=float(correct), terminated=True, won=correct,
-                     info={"f1": max(token_f1(content, alias) for alias in answers), "answer": content})
+                     reward=float(correct) if self.reward == "em" else f1, terminated=True, won=correct,
+                     info={"em": float(correct), "f1": f1, "answer": content})
 
     def expert_action(self) -> str | None:
         """The gold queries in order, then the first answer alias."""
