@@ -1,0 +1,200 @@
+"""A WebShop-style shop in a real browser: search, open products, choose options, buy."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from agentgym.contract import Frame, Task, TextEnv, state_key
+from agentgym.envs.browser import Browser
+from agentgym.envs.web.catalog import catalog, goals, purchase_reward
+from agentgym.envs.web.server import ShopServer
+
+_ACTION = re.compile(r"^\s*(click|type|select|search|scroll|back)\s*(?:\[(.*?)\])?\s*(?:\[(.*)\])?\s*$", re.IGNORECASE | re.DOTALL)
+
+# Numbers every interactive element and returns (id, role, label, extra) plus the page's readable text.
+_SNAPSHOT_JS = """() => {
+  let n = 0; const items = [];
+  for (const e of document.querySelectorAll('a[href], button, input:not([type=hidden]), select')) {
+    const id = ++n; e.dataset.agentgymId = id;
+    const tag = e.tagName.toLowerCase();
+    const role = tag === 'a' ? 'link' : tag === 'select' ? 'select' : tag === 'input' ? 'textbox' : 'button';
+    const label = (e.getAttribute('aria-label') || e.innerText || e.placeholder || '').trim();
+    const extra = tag === 'select' ? Array.from(e.options).map(o => o.value) : (tag === 'a' ? e.getAttribute('href') : '');
+    const selected = tag === 'select' ? e.value : '';
+    items.push([id, role, label, extra, selected]);
+  }
+  const text = Array.from(document.querySelectorAll('h2, p')).map(e => e.innerText.trim()).filter(Boolean);
+  return {items, text, title: document.title};
+}"""
+
+
+class WebShopEnv(TextEnv):
+    """Buy the product an instruction asks for, in a shop served locally and driven through Chromium.
+
+    Description:
+        A WebShop-style task (Yao et al., 2022). The env starts the shop's web server on 127.0.0.1 and a
+        headless Chromium; each episode opens a fresh browser context on the search page. The catalog
+        (3,000 products in 12 categories) is generated from attribute grammars; instructions name a
+        category, attributes, one value per option and a price bound.
+
+    Observation:
+        ``text``: the page title and URL, its headings and paragraphs, then every interactive element as
+        ``[id] role 'label'`` (selects list their options and current value). No admissible list.
+
+    Action:
+        ``search[query]``, ``click[id]``, ``type[id][text]``, ``select[id][option]``, ``back``,
+        ``scroll[up|down]``. An unknown id, a malformed command or an option a select lacks is an
+        invalid turn with feedback.
+
+    Rewards:
+        On purchase, WebShop's reward: the share of requested attributes, options and price bound the
+        bought item meets, times 1 if it is the requested category (else 0). ``won`` when it is 1.
+
+    Episode end:
+        Terminated by Buy Now; truncated after ``max_turns`` (15) or when the browser crashes.
+
+    Splits:
+        Disjoint instruction sets: ``train`` 2,000, ``dev`` 200, ``test`` 300; ``test_ood`` (300) asks for
+        products of three held-out categories (green tea, bath towels, water bottles).
+
+    Arguments:
+        split: ``"train"``, ``"dev"``, ``"test"`` or ``"test_ood"``.
+        max_turns: turn budget (15).
+        render_mode: ``"ansi"`` or ``"human"``.
+    """
+
+    default_max_turns = 15
+
+    def __init__(self, split: str = "train", *, max_turns: int | None = None, render_mode: str | None = None):
+        super().__init__(split, max_turns=max_turns, render_mode=render_mode)
+        self._server: ShopServer | None = None
+        self._browser: Browser | None = None
+        self._page_cm: Any = None
+        self._page: Any = None
+        self._items: list[list[Any]] = []
+        self._session = ""
+
+    def load_tasks(self, split: str) -> list[Task]:
+        return [Task(goal.id, split, goal.text, payload={"goal": goal.id}, answer=goal.product_id)
+                for goal in goals(split)]
+
+    def _ensure_running(self) -> None:
+        if self._server is None:
+            self._server = ShopServer()
+            self._browser = Browser(allowed_origins=(self._server.origin,))
+
+    def _close_page(self) -> None:
+        if self._page_cm is not None:
+            self._page_cm.__exit__(None, None, None)
+        self._page_cm = self._page = None
+
+    def _start(self, task: Task) -> Frame:
+        self._ensure_running()
+        self._close_page()
+        self._goal = next(goal for goal in goals(self.split) if goal.id == task.id)
+        self._session = uuid.uuid4().hex[:12]
+        self._server.goals[self._session] = self._goal
+        self._page_cm = self._browser.page(1024, 768)
+        self._page = self._page_cm.__enter__()
+        self._page.goto(f"{self._server.origin}/?session={self._session}")
+        frame = self._snapshot()
+        frame.info["instruction"] = self._goal.text
+        return frame
+
+    def _snapshot(self, reward: float = 0.0, terminated: bool = False, won: bool = False) -> Frame:
+        snap = self._page.evaluate(_SNAPSHOT_JS)
+        self._items = snap["items"]
+        lines = [f"Page: {snap['title']} ({self._page.url.split('?')[0].replace(self._server.origin, '') or '/'})"]
+        lines += snap["text"]
+        for element_id, role, label, extra, selected in self._items:
+            if role == "select":
+                lines.append(f"[{element_id}] select '{label}' options: {', '.join(extra)} (now {selected})")
+            else:
+                lines.append(f"[{element_id}] {role} '{label}'")
+        text = "\n".join(lines)
+        return Frame(text=text, state_key=state_key(text), reward=reward, terminated=terminated, won=won)
+
+    def _element(self, raw: str) -> list[Any] | None:
+        return next((item for item in self._items if str(item[0]) == raw.strip()), None)
+
+    def _invalid(self, message: str) -> Frame:
+        return Frame(text=f"Invalid action: {message} Nothing happened.", invalid=True)
+
+    def _act(self, action: str) -> Frame:
+        match = _ACTION.match(action)
+        if not match:
+            return self._invalid("use search[query], click[id], type[id][text], select[id][option], back or "
+                                 "scroll[up|down].")
+        verb, first, second = match.group(1).lower(), (match.group(2) or "").strip(), match.group(3)
+        page = self._page
+        if verb == "back":
+            page.go_back()
+        elif verb == "scroll":
+            if first not in ("up", "down"):
+                return self._invalid("scroll takes up or down.")
+            page.mouse.wheel(0, 600 if first == "down" else -600)
+        elif verb == "search":
+            box = next((item for item in self._items if item[1] == "textbox"), None)
+            if box is None or not first:
+                return self._invalid("this page has no search box (go back to the search page), or the query is empty.")
+            page.fill(f'[data-agentgym-id="{box[0]}"]', first)
+            page.press(f'[data-agentgym-id="{box[0]}"]', "Enter")
+        else:
+            element = self._element(first)
+            if element is None:
+                return self._invalid(f"there is no element [{first}] on this page.")
+            selector = f'[data-agentgym-id="{element[0]}"]'
+            if verb == "click":
+                page.click(selector)
+            elif verb == "type":
+                if element[1] != "textbox" or second is None:
+                    return self._invalid(f"[{first}] is not a text box, or no text was given.")
+                page.fill(selector, second)
+            else:  # select
+                if element[1] != "select" or second not in element[3]:
+                    return self._invalid(f"[{first}] is not a select with the option {second!r}.")
+                page.select_option(selector, second)
+        page.wait_for_load_state()
+        purchase = self._server.purchases.pop(self._session, None)
+        if purchase is not None:
+            product, chosen = purchase
+            reward = purchase_reward(self._goal, product, chosen)
+            frame = self._snapshot(reward=reward, terminated=True, won=reward == 1.0)
+            frame.info.update(bought=product.id, options=";".join(f"{k}={v}" for k, v in chosen.items()))
+            return frame
+        return self._snapshot()
+
+    def expert_action(self) -> str | None:
+        """Search the target's name, open it (paging on if needed), choose the requested options, buy."""
+        if self._page is None or self._done:
+            return None
+        target = self._goal.product_id
+        path = self._page.url.split("?")[0].replace(self._server.origin, "")
+        if path.startswith("/item/") and path[6:] == target:
+            for element_id, role, label, extra, selected in self._items:
+                if role == "select" and selected != self._goal.options.get(label, selected):
+                    return f"select[{element_id}][{self._goal.options[label]}]"
+            return next(f"click[{i}]" for i, role, label, *_ in self._items if label == "Buy Now")
+        if path == "/results":
+            for element_id, role, label, href, _ in self._items:
+                if role == "link" and href.startswith(f"/item/{target}"):
+                    return f"click[{element_id}]"
+            following = next((i for i, role, label, *_ in self._items if label == "Next >"), None)
+            if following is not None:
+                return f"click[{following}]"
+        if path.startswith("/item/"):
+            return "back"
+        product = next(p for p in catalog() if p.id == target)
+        return f"search[{product.name}]"
+
+    def close(self) -> None:
+        self._close_page()
+        if self._browser is not None:
+            self._browser.close()
+        if self._server is not None:
+            self._server.close()
+        self._server = self._browser = None
+        super().close()
+

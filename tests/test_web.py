@@ -1,0 +1,91 @@
+"""The WebShop-style shop: the oracle buys the right thing, partial purchases earn WebShop's partial
+reward, bad commands are invalid turns, the page reaches only the shop, and close() stops everything."""
+
+from __future__ import annotations
+
+import threading
+
+import psutil
+import pytest
+
+import agentgym
+from agentgym.envs.web.catalog import HELD_OUT_CATEGORIES, catalog, goals, purchase_reward
+
+SHOP = "agentgym/WebShop-v0"
+
+
+def play_oracle(env, task_id):
+    observation, info = env.reset(options={"task_id": task_id})
+    while (action := env.unwrapped.expert_action()) is not None:
+        observation, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    return reward, info
+
+
+@pytest.mark.parametrize(("split", "count"), [("test", 20), ("test_ood", 10)])
+def test_the_oracle_buys_exactly_what_was_asked(split, count):
+    env = agentgym.make(SHOP, split=split)
+    try:
+        for task in env.unwrapped.tasks[:count]:
+            reward, info = play_oracle(env, task.id)
+            assert reward == 1.0 and info["won"] and info["bought"] == task.answer, task.id
+    finally:
+        env.close()
+
+
+def test_splits_are_disjoint_and_ood_asks_only_for_held_out_categories():
+    ids = {split: {goal.id for goal in goals(split)} for split in ("train", "dev", "test", "test_ood")}
+    assert sum(len(v) for v in ids.values()) == len(set().union(*ids.values()))
+    assert {goal.category for goal in goals("test_ood")} <= set(HELD_OUT_CATEGORIES)
+    assert not {goal.category for goal in goals("train")} & set(HELD_OUT_CATEGORIES)
+
+
+def test_a_wrong_option_earns_webshops_partial_reward():
+    env = agentgym.make(SHOP, split="test")
+    try:
+        task = env.unwrapped.tasks[0]
+        goal = next(g for g in goals("test") if g.id == task.id)
+        env.reset(options={"task_id": task.id})
+        while True:
+            action = env.unwrapped.expert_action()
+            if action.startswith("select"):  # skip choosing options: the first listed value stays
+                buy = next(f"click[{i}]" for i, role, label, *_ in env.unwrapped._items if label == "Buy Now")
+                _, reward, terminated, _, info = env.step(buy)
+                break
+            env.step(action)
+        chosen = dict(item.split("=", 1) for item in info["options"].split(";"))
+        product = next(p for p in catalog() if p.id == info["bought"])
+        assert terminated and reward == pytest.approx(purchase_reward(goal, product, chosen)) and reward < 1.0
+    finally:
+        env.close()
+
+
+def test_bad_commands_are_invalid_turns():
+    env = agentgym.make(SHOP, split="dev")
+    try:
+        observation, _ = env.reset(seed=0)
+        for action, message in (("click[99]", "no element [99]"), ("dance", "use search[query]"),
+                                ("scroll[left]", "up or down"), ("type[2][hello]", "not a text box")):
+            observation, reward, terminated, _, info = env.step(action)
+            assert info["invalid_action"] and reward == 0 and not terminated and message in observation["text"]
+        observation, *_ = env.step("search[yoga mat]")
+        assert "results for" in observation["text"]
+        observation, _, _, _, info = env.step("select[1][huge]")
+        assert info["invalid_action"]
+    finally:
+        env.close()
+
+
+def test_pages_reach_only_the_shop_and_close_stops_server_and_browser():
+    before = {t.ident for t in threading.enumerate()}
+    env = agentgym.make(SHOP, split="dev")
+    env.reset(seed=0)
+    page = env.unwrapped._page
+    page.evaluate("fetch('https://pypi.org/simple/').catch(() => null)")
+    page.evaluate("fetch(location.origin + '/search').then(r => r.status)")
+    assert any("pypi.org" in url for url in env.unwrapped._browser.blocked)
+    assert not any("127.0.0.1" in url for url in env.unwrapped._browser.blocked)
+    env.close()
+    assert not [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name()]
+    assert not [t for t in threading.enumerate() if t.ident not in before and t.name == "agentgym-shop"]
