@@ -20,6 +20,10 @@ bench: setup
 	$(BIN)/python benchmarks/rollout_throughput.py
 	$(BIN)/python benchmarks/generation_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/jvm_env_speed.py
+	$(BIN)/python benchmarks/search_retrieval.py
+	$(BIN)/python benchmarks/gui_render.py
+	$(BIN)/python benchmarks/gui_rc_voting.py
 
 doctor: setup
 	$(BIN)/agentgym doctor
