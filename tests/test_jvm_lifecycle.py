@@ -85,6 +85,7 @@ def test_many_episodes_keep_memory_threads_and_processes_flat(env_id, episodes):
     (python_early, jvm_early, *counts_early), (python_late, jvm_late, *counts_late) = samples
     assert counts_late == counts_early and counts_late[-1] == 1, (counts_early, counts_late)
     assert python_late - python_early < 10 * 2**20, "Python RSS grew"
-    # The JVM grows its heap up to the cap (~470 MB RSS at -Xmx512m for ScienceWorld), then stays there.
-    assert jvm_late < (512 + 200) * 2**20 and jvm_late - jvm_early < 50 * 2**20, (jvm_early >> 20, jvm_late >> 20)
+    # The JVM grows its heap towards the cap (ScienceWorld: ~470 MB RSS at -Xmx512m, reached after 40-80
+    # episodes depending on load) and never beyond it plus the JVM's own overhead.
+    assert max(jvm_early, jvm_late) < (512 + 200) * 2**20, (jvm_early >> 20, jvm_late >> 20)
     assert not java_children()
