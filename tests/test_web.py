@@ -89,3 +89,36 @@ def test_pages_reach_only_the_shop_and_close_stops_server_and_browser():
     env.close()
     assert not [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name()]
     assert not [t for t in threading.enumerate() if t.ident not in before and t.name == "agentgym-shop"]
+
+
+MINIWOB_IDS = [env_id for env_id in agentgym.list_envs() if env_id.startswith("agentgym/MiniWoB-")]
+
+
+@pytest.mark.parametrize("env_id", MINIWOB_IDS)
+def test_miniwob_scripted_solvers_win(env_id):
+    env = agentgym.make(env_id, split="test")
+    try:
+        for task in env.unwrapped.tasks[:5]:
+            observation, info = env.reset(options={"task_id": task.id})
+            assert observation["text"].startswith("Instruction: ") and info["instruction"]
+            while (action := env.unwrapped.expert_action()) is not None:
+                observation, reward, terminated, truncated, info = env.step(action)
+                if terminated or truncated:
+                    break
+            assert terminated and reward == 1.0 and info["won"] and 0 < info["time_reward"] <= 1, task.id
+    finally:
+        env.close()
+
+
+def test_miniwob_reward_comes_from_the_page():
+    env = agentgym.make("agentgym/MiniWoB-ClickButton-v0", split="dev")
+    try:
+        observation, info = env.reset(seed=3)
+        right = env.unwrapped.expert_action()
+        wrong = next(f"click[{i}]" for i, role, *_ in env.unwrapped._items if role == "button" and f"click[{i}]" != right)
+        observation, reward, terminated, _, info = env.step("press the big button")
+        assert info["invalid_action"] and not terminated
+        observation, reward, terminated, _, info = env.step(wrong)
+        assert terminated and reward == -1.0 and not info["won"]
+    finally:
+        env.close()

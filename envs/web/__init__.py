@@ -1,5 +1,5 @@
-"""Web environments in a real browser: a WebShop-style shop served locally, driven through Playwright
-and Debian's Chromium.
+"""Web environments in a real browser: a WebShop-style shop served locally and MiniWoB++ tasks, driven
+through Playwright and Debian's Chromium.
 
 Install with ``pip install 'agentgym[web]'`` and ``apt-get install chromium``.
 """
@@ -18,3 +18,10 @@ def register_envs() -> None:
         extra="web",
         concurrency="sequential",  # Playwright's sync API is bound to the thread that started it
     )
+    from agentgym.envs.web.miniwob import SEED_RANGES, TASKS
+
+    for task in TASKS:
+        name = "".join(part.capitalize() for part in task.split("-"))
+        register(f"agentgym/MiniWoB-{name}-v0", "agentgym.envs.web.miniwob:MiniWoBEnv", splits=tuple(SEED_RANGES),
+                 description=f"MiniWoB++ {task}, from the miniwob wheel's page, in Chromium.", extra="web",
+                 kwargs={"task": task}, concurrency="sequential")

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
 from agentgym.contract import Frame, Task, TextEnv, state_key
 from agentgym.envs.browser import Browser
 from agentgym.envs.web.catalog import catalog, goals, purchase_reward
+from agentgym.envs.web.page import COMMANDS, describe, run_command, snapshot
 from agentgym.envs.web.server import ShopServer
-
-_ACTION = re.compile(r"^\s*(click|type|select|search|scroll|back)\s*(?:\[(.*?)\])?\s*(?:\[(.*)\])?\s*$", re.IGNORECASE | re.DOTALL)
-
-# Numbers every interactive element and returns (id, role, label, extra) plus the page's readable text.
-_SNAPSHOT_JS = """() => {
-  let n = 0; const items = [];
-  for (const e of document.querySelectorAll('a[href], button, input:not([type=hidden]), select')) {
-    const id = ++n; e.dataset.agentgymId = id;
-    const tag = e.tagName.toLowerCase();
-    const role = tag === 'a' ? 'link' : tag === 'select' ? 'select' : tag === 'input' ? 'textbox' : 'button';
-    const label = (e.getAttribute('aria-label') || e.innerText || e.placeholder || '').trim();
-    const extra = tag === 'select' ? Array.from(e.options).map(o => o.value) : (tag === 'a' ? e.getAttribute('href') : '');
-    const selected = tag === 'select' ? e.value : '';
-    items.push([id, role, label, extra, selected]);
-  }
-  const text = Array.from(document.querySelectorAll('h2, p')).map(e => e.innerText.trim()).filter(Boolean);
-  return {items, text, title: document.title};
-}"""
 
 
 class WebShopEnv(TextEnv):
@@ -104,59 +86,17 @@ class WebShopEnv(TextEnv):
         return frame
 
     def _snapshot(self, reward: float = 0.0, terminated: bool = False, won: bool = False) -> Frame:
-        snap = self._page.evaluate(_SNAPSHOT_JS)
+        snap = snapshot(self._page)
         self._items = snap["items"]
-        lines = [f"Page: {snap['title']} ({self._page.url.split('?')[0].replace(self._server.origin, '') or '/'})"]
-        lines += snap["text"]
-        for element_id, role, label, extra, selected in self._items:
-            if role == "select":
-                lines.append(f"[{element_id}] select '{label}' options: {', '.join(extra)} (now {selected})")
-            else:
-                lines.append(f"[{element_id}] {role} '{label}'")
-        text = "\n".join(lines)
+        path = self._page.url.split("?")[0].replace(self._server.origin, "") or "/"
+        text = "\n".join([f"Page: {snap['title']} ({path})", *snap["text"], *describe(self._items)])
         return Frame(text=text, state_key=state_key(text), reward=reward, terminated=terminated, won=won)
 
-    def _element(self, raw: str) -> list[Any] | None:
-        return next((item for item in self._items if str(item[0]) == raw.strip()), None)
-
-    def _invalid(self, message: str) -> Frame:
-        return Frame(text=f"Invalid action: {message} Nothing happened.", invalid=True)
-
     def _act(self, action: str) -> Frame:
-        match = _ACTION.match(action)
-        if not match:
-            return self._invalid("use search[query], click[id], type[id][text], select[id][option], back or "
-                                 "scroll[up|down].")
-        verb, first, second = match.group(1).lower(), (match.group(2) or "").strip(), match.group(3)
-        page = self._page
-        if verb == "back":
-            page.go_back()
-        elif verb == "scroll":
-            if first not in ("up", "down"):
-                return self._invalid("scroll takes up or down.")
-            page.mouse.wheel(0, 600 if first == "down" else -600)
-        elif verb == "search":
-            box = next((item for item in self._items if item[1] == "textbox"), None)
-            if box is None or not first:
-                return self._invalid("this page has no search box (go back to the search page), or the query is empty.")
-            page.fill(f'[data-agentgym-id="{box[0]}"]', first)
-            page.press(f'[data-agentgym-id="{box[0]}"]', "Enter")
-        else:
-            element = self._element(first)
-            if element is None:
-                return self._invalid(f"there is no element [{first}] on this page.")
-            selector = f'[data-agentgym-id="{element[0]}"]'
-            if verb == "click":
-                page.click(selector)
-            elif verb == "type":
-                if element[1] != "textbox" or second is None:
-                    return self._invalid(f"[{first}] is not a text box, or no text was given.")
-                page.fill(selector, second)
-            else:  # select
-                if element[1] != "select" or second not in element[3]:
-                    return self._invalid(f"[{first}] is not a select with the option {second!r}.")
-                page.select_option(selector, second)
-        page.wait_for_load_state()
+        problem = run_command(self._page, self._items, action)
+        if problem is not None:
+            return Frame(text=f"Invalid action: {problem} Nothing happened. Commands: {COMMANDS}.", invalid=True)
+        self._page.wait_for_load_state()
         purchase = self._server.purchases.pop(self._session, None)
         if purchase is not None:
             product, chosen = purchase

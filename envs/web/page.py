@@ -1,0 +1,94 @@
+"""What the web families share: a page as numbered interactive elements, and the command language
+agents use on it (``click[id]``, ``type[id][text]``, ``select[id][option]``, ``search[query]``,
+``back``, ``scroll[up|down]``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+COMMANDS = "search[query], click[id], type[id][text], select[id][option], back or scroll[up|down]"
+_COMMAND = re.compile(r"^\s*(click|type|select|search|scroll|back)\s*(?:\[(.*?)\])?\s*(?:\[(.*)\])?\s*$",
+                      re.IGNORECASE | re.DOTALL)
+INTERACTIVE = "a[href], button, input:not([type=hidden]), select, textarea, .alink, [onclick]"
+
+# Numbers every interactive element inside ``root`` and returns [id, role, label, extra, value] per element
+# plus the readable text; ``extra`` is a select's options or a link's href.
+_SNAPSHOT_JS = """([rootSelector, interactive, textSelector]) => {
+  const root = document.querySelector(rootSelector) || document.body;
+  let n = 0; const items = [];
+  for (const e of root.querySelectorAll(interactive)) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    const id = ++n; e.dataset.agentgymId = id;
+    const tag = e.tagName.toLowerCase(), type = (e.getAttribute('type') || '').toLowerCase();
+    const role = tag === 'select' ? 'select' : tag === 'textarea' ? 'textbox'
+      : tag === 'input' ? (['checkbox', 'radio'].includes(type) ? type : ['submit', 'button'].includes(type) ? 'button' : 'textbox')
+      : tag === 'button' ? 'button' : 'link';
+    const boxLike = ['checkbox', 'radio'].includes(type);
+    const labelled = e.labels && e.labels.length ? e.labels[0].innerText : '';
+    const before = e.previousElementSibling && e.previousElementSibling.tagName === 'LABEL' ? e.previousElementSibling.innerText : '';
+    const label = (e.getAttribute('aria-label') || (boxLike ? labelled : '') || e.innerText
+      || (tag === 'input' && !boxLike && ['submit', 'button'].includes(type) ? e.value : '') || labelled || before
+      || e.placeholder || e.getAttribute('title') || '').trim();
+    const extra = tag === 'select' ? Array.from(e.options).map(o => o.value) : (tag === 'a' ? e.getAttribute('href') : '');
+    const value = tag === 'select' ? e.value : (['checkbox', 'radio'].includes(type) ? String(e.checked) : '');
+    items.push([id, role, label, extra, value]);
+  }
+  const text = Array.from(root.querySelectorAll(textSelector)).map(e => e.innerText.trim()).filter(Boolean);
+  return {items, text, title: document.title};
+}"""
+
+
+def snapshot(page: Any, *, root: str = "body", text: str = "h2, p") -> dict[str, Any]:
+    """The page's numbered interactive elements (``items``), readable text and title."""
+    return page.evaluate(_SNAPSHOT_JS, [root, INTERACTIVE, text])
+
+
+def describe(items: list[list[Any]]) -> list[str]:
+    """One line per element: ``[id] role 'label'`` (selects with their options, boxes with their state)."""
+    lines = []
+    for element_id, role, label, extra, value in items:
+        if role == "select":
+            lines.append(f"[{element_id}] select '{label}' options: {', '.join(extra)} (now {value})")
+        elif role in ("checkbox", "radio"):
+            lines.append(f"[{element_id}] {role} '{label}' ({'checked' if value == 'true' else 'unchecked'})")
+        else:
+            lines.append(f"[{element_id}] {role} '{label}'")
+    return lines
+
+
+def run_command(page: Any, items: list[list[Any]], action: str) -> str | None:
+    """Carry out one command on the page; the reason it is invalid, or ``None`` when it ran."""
+    match = _COMMAND.match(action)
+    if not match:
+        return f"use {COMMANDS}."
+    verb, first, second = match.group(1).lower(), (match.group(2) or "").strip(), match.group(3)
+    if verb == "back":
+        page.go_back()
+    elif verb == "scroll":
+        if first not in ("up", "down"):
+            return "scroll takes up or down."
+        page.mouse.wheel(0, 600 if first == "down" else -600)
+    elif verb == "search":
+        box = next((item for item in items if item[1] == "textbox"), None)
+        if box is None or not first:
+            return "this page has no search box (go back to the search page), or the query is empty."
+        page.fill(f'[data-agentgym-id="{box[0]}"]', first)
+        page.press(f'[data-agentgym-id="{box[0]}"]', "Enter")
+    else:
+        element = next((item for item in items if str(item[0]) == first), None)
+        if element is None:
+            return f"there is no element [{first}] on this page."
+        selector = f'[data-agentgym-id="{element[0]}"]'
+        if verb == "click":
+            page.click(selector)
+        elif verb == "type":
+            if element[1] != "textbox" or second is None:
+                return f"[{first}] is not a text box, or no text was given."
+            page.fill(selector, second)
+        else:
+            if element[1] != "select" or second not in element[3]:
+                return f"[{first}] is not a select with the option {second!r}."
+            page.select_option(selector, second)
+    return None
