@@ -61,13 +61,26 @@ class Browser:
             route.abort("blockedbyclient")
 
     @contextlib.contextmanager
-    def page(self, width: int, height: int, *, fresh: bool = True) -> Iterator[Any]:
-        """A page of ``width x height`` CSS pixels: in a fresh context closed afterwards (an episode that
-        must not see another's cookies or storage), or with ``fresh=False`` a kept page of that size
-        (rendering static screens one after another, without paying ~0.5 s for a context each time)."""
+    def guard(self) -> Iterator[None]:
+        """Wrap calls on a page this browser made: a Playwright failure (a dead browser, a call past its
+        timeout) discards the browser and is raised as :class:`EngineCrashed`."""
         from playwright.sync_api import Error as PlaywrightError
 
         try:
+            yield
+        except PlaywrightError as error:
+            self.close()
+            raise EngineCrashed(f"Chromium failed: {str(error).strip().splitlines()[0]}") from error
+
+    @contextlib.contextmanager
+    def page(self, width: int, height: int, *, fresh: bool = True) -> Iterator[Any]:
+        """A page of ``width x height`` CSS pixels, in a browser started (or restarted) as needed: in a
+        fresh context closed afterwards (an episode that must not see another's cookies or storage), or
+        with ``fresh=False`` a kept page of that size (one page reused across episodes or static screens,
+        without paying ~0.5 s for a context each time)."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        with self.guard():
             if self._browser is None or not self._browser.is_connected():
                 self.close()
                 self._start()
@@ -82,9 +95,6 @@ class Browser:
             finally:
                 with contextlib.suppress(PlaywrightError):
                     page.context.close()
-        except PlaywrightError as error:
-            self.close()
-            raise EngineCrashed(f"Chromium failed: {str(error).strip().splitlines()[0]}") from error
 
     def _new_page(self, width: int, height: int) -> Any:
         context = self._browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)

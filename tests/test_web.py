@@ -122,3 +122,57 @@ def test_miniwob_reward_comes_from_the_page():
         assert terminated and reward == -1.0 and not info["won"]
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("env_id", [SHOP, "agentgym/MiniWoB-ClickButton-v0"])
+def test_a_killed_browser_truncates_the_episode_and_the_next_reset_restarts_it(env_id):
+    env = agentgym.make(env_id, split="dev")
+    try:
+        env.reset(seed=0)
+        browser = env.unwrapped._browser
+        for pid in browser.pids:
+            psutil.Process(pid).kill()
+        observation, reward, terminated, truncated, info = env.step("click[1]")
+        assert truncated and not terminated and info["engine_crashed"] and "crashed" in observation["text"]
+        observation, info = env.reset(seed=1)
+        assert browser.starts == 2 and browser.pids
+        while (action := env.unwrapped.expert_action()) is not None:
+            observation, reward, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+        assert info["won"]
+    finally:
+        env.close()
+
+
+def test_an_element_that_cannot_be_clicked_is_an_invalid_turn_not_a_crash():
+    env = agentgym.make("agentgym/MiniWoB-ClickButton-v0", split="dev")
+    try:
+        env.reset(seed=0)
+        right = env.unwrapped.expert_action()
+        env.unwrapped._page.evaluate("document.querySelectorAll('#area button').forEach(b => b.disabled = true)")
+        observation, reward, terminated, truncated, info = env.step(right)
+        assert info["invalid_action"] and not (terminated or truncated) and "did not let" in observation["text"]
+    finally:
+        env.close()
+
+
+def test_many_shop_episodes_reuse_one_browser_and_stay_flat():
+    """Peers' browser envs leaked a browser or a context per episode; here 40 episodes share one
+    Chromium, and its process count (renderers come and go with contexts), memory and our threads stay
+    flat."""
+    env = agentgym.make(SHOP, split="train")
+    browser_rss = lambda: sum(psutil.Process(pid).memory_info().rss for pid in env.unwrapped._browser.pids)
+    try:
+        samples = []
+        for episode in range(40):
+            env.reset(seed=episode)
+            for _ in range(3):
+                env.step(env.unwrapped.expert_action())
+            if episode in (9, 39):
+                samples.append((len(env.unwrapped._browser.pids), threading.active_count(), browser_rss()))
+        (procs_early, threads_early, rss_early), (procs_late, threads_late, rss_late) = samples
+        assert env.unwrapped._browser.starts == 1 and procs_late == procs_early and threads_late == threads_early
+        assert (rss_late - rss_early) / 2**20 < 150, f"browser RSS grew {(rss_late - rss_early) / 2**20:.0f} MB"
+    finally:
+        env.close()

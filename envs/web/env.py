@@ -80,8 +80,9 @@ class WebShopEnv(TextEnv):
         self._server.goals[self._session] = self._goal
         self._page_cm = self._browser.page(1024, 768)
         self._page = self._page_cm.__enter__()
-        self._page.goto(f"{self._server.origin}/?session={self._session}")
-        frame = self._snapshot()
+        with self._browser.guard():
+            self._page.goto(f"{self._server.origin}/?session={self._session}")
+            frame = self._snapshot()
         frame.info["instruction"] = self._goal.text
         return frame
 
@@ -93,6 +94,10 @@ class WebShopEnv(TextEnv):
         return Frame(text=text, state_key=state_key(text), reward=reward, terminated=terminated, won=won)
 
     def _act(self, action: str) -> Frame:
+        with self._browser.guard():
+            return self._act_on_page(action)
+
+    def _act_on_page(self, action: str) -> Frame:
         problem = run_command(self._page, self._items, action)
         if problem is not None:
             return Frame(text=f"Invalid action: {problem} Nothing happened. Commands: {COMMANDS}.", invalid=True)

@@ -75,7 +75,6 @@ class MiniWoBEnv(TextEnv):
         self.task_name, self.url = task, task_page(task).as_uri()
         super().__init__(split, max_turns=max_turns, render_mode=render_mode)
         self._browser = Browser()
-        self._page_cm: Any = None
         self._page: Any = None
         self._items: list[list[Any]] = []
 
@@ -85,14 +84,15 @@ class MiniWoBEnv(TextEnv):
                 for seed in range(start, stop)]
 
     def _start(self, task: Task) -> Frame:
-        if self._page is None:
-            self._page_cm = self._browser.page(500, 400, fresh=False)
-            self._page = self._page_cm.__enter__()
-            self._page.goto(self.url)
-        self._page.evaluate("seed => { Math.seedrandom(seed); core.EPISODE_MAX_TIME = 1e9; core.startEpisodeReal(); }",
-                            task.payload["seed"])
-        self._page.wait_for_function("WOB_TASK_READY")
-        frame = self._observe()
+        # One kept page for all episodes (the browser hands out a new one after a crash).
+        with self._browser.page(500, 400, fresh=False) as page:
+            if page.url != self.url:
+                page.goto(self.url)
+            self._page = page
+            page.evaluate("seed => { Math.seedrandom(seed); core.EPISODE_MAX_TIME = 1e9; core.startEpisodeReal(); }",
+                          task.payload["seed"])
+            page.wait_for_function("WOB_TASK_READY")
+            frame = self._observe()
         frame.info["instruction"] = self._utterance
         return frame
 
@@ -104,11 +104,12 @@ class MiniWoBEnv(TextEnv):
         return Frame(text=text, state_key=state_key(text), reward=reward, terminated=done, won=done and reward > 0)
 
     def _act(self, action: str) -> Frame:
-        problem = run_command(self._page, self._items, action)
-        if problem is not None:
-            return Frame(text=f"Invalid action: {problem} Nothing happened. Commands: {COMMANDS}.", invalid=True)
-        done, raw, timed = self._page.evaluate("[WOB_DONE_GLOBAL, WOB_RAW_REWARD_GLOBAL, WOB_REWARD_GLOBAL]")
-        frame = self._observe(float(raw) if done else 0.0, bool(done))
+        with self._browser.guard():
+            problem = run_command(self._page, self._items, action)
+            if problem is not None:
+                return Frame(text=f"Invalid action: {problem} Nothing happened. Commands: {COMMANDS}.", invalid=True)
+            done, raw, timed = self._page.evaluate("[WOB_DONE_GLOBAL, WOB_RAW_REWARD_GLOBAL, WOB_REWARD_GLOBAL]")
+            frame = self._observe(float(raw) if done else 0.0, bool(done))
         frame.info["time_reward"] = float(timed) if done else 0.0
         return frame
 
@@ -143,8 +144,6 @@ class MiniWoBEnv(TextEnv):
         return None
 
     def close(self) -> None:
-        if self._page_cm is not None:
-            self._page_cm.__exit__(None, None, None)
-        self._page_cm = self._page = None
+        self._page = None
         self._browser.close()
         super().close()

@@ -10,6 +10,7 @@ from typing import Any
 COMMANDS = "search[query], click[id], type[id][text], select[id][option], back or scroll[up|down]"
 _COMMAND = re.compile(r"^\s*(click|type|select|search|scroll|back)\s*(?:\[(.*?)\])?\s*(?:\[(.*)\])?\s*$",
                       re.IGNORECASE | re.DOTALL)
+ACTION_TIMEOUT_MS = 3_000
 INTERACTIVE = "a[href], button, input:not([type=hidden]), select, textarea, .alink, [onclick]"
 
 # Numbers every interactive element inside ``root`` and returns [id, role, label, extra, value] per element
@@ -59,7 +60,19 @@ def describe(items: list[list[Any]]) -> list[str]:
 
 
 def run_command(page: Any, items: list[list[Any]], action: str) -> str | None:
-    """Carry out one command on the page; the reason it is invalid, or ``None`` when it ran."""
+    """Carry out one command on the page; the reason it is invalid, or ``None`` when it ran.
+
+    An element that cannot take the action within ``ACTION_TIMEOUT_MS`` (hidden, covered, disabled) makes
+    the turn invalid; only a failing browser raises."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        return _run(page, items, action)
+    except PlaywrightTimeout:
+        return f"the page did not let {action.strip()!r} happen in time (the element may be hidden or disabled)."
+
+
+def _run(page: Any, items: list[list[Any]], action: str) -> str | None:
     match = _COMMAND.match(action)
     if not match:
         return f"use {COMMANDS}."
@@ -74,21 +87,21 @@ def run_command(page: Any, items: list[list[Any]], action: str) -> str | None:
         box = next((item for item in items if item[1] == "textbox"), None)
         if box is None or not first:
             return "this page has no search box (go back to the search page), or the query is empty."
-        page.fill(f'[data-agentgym-id="{box[0]}"]', first)
-        page.press(f'[data-agentgym-id="{box[0]}"]', "Enter")
+        page.fill(f'[data-agentgym-id="{box[0]}"]', first, timeout=ACTION_TIMEOUT_MS)
+        page.press(f'[data-agentgym-id="{box[0]}"]', "Enter", timeout=ACTION_TIMEOUT_MS)
     else:
         element = next((item for item in items if str(item[0]) == first), None)
         if element is None:
             return f"there is no element [{first}] on this page."
         selector = f'[data-agentgym-id="{element[0]}"]'
         if verb == "click":
-            page.click(selector)
+            page.click(selector, timeout=ACTION_TIMEOUT_MS)
         elif verb == "type":
             if element[1] != "textbox" or second is None:
                 return f"[{first}] is not a text box, or no text was given."
-            page.fill(selector, second)
+            page.fill(selector, second, timeout=ACTION_TIMEOUT_MS)
         else:
             if element[1] != "select" or second not in element[3]:
                 return f"[{first}] is not a select with the option {second!r}."
-            page.select_option(selector, second)
+            page.select_option(selector, second, timeout=ACTION_TIMEOUT_MS)
     return None
