@@ -59,11 +59,26 @@ def describe(items: list[list[Any]]) -> list[str]:
     return lines
 
 
+# Scrolls the element into view; [x, y, navigates] of its centre, or null when a click there would not
+# reach it. ``navigates``: a link to another page or a form's submit button.
+_CLICK_TARGET_JS = """selector => {
+  const e = document.querySelector(selector);
+  if (!e || e.disabled) return null;
+  e.scrollIntoView({block: 'nearest', inline: 'nearest'});
+  const r = e.getBoundingClientRect(), x = r.left + r.width / 2, y = r.top + r.height / 2;
+  const hit = document.elementFromPoint(x, y);
+  if (!hit || !(hit === e || e.contains(hit) || hit.control === e)) return null;
+  const href = e.closest('a') ? e.closest('a').getAttribute('href') || '' : '';
+  const submits = e.form && ['submit', 'image'].includes((e.getAttribute('type') || (e.tagName === 'BUTTON' ? 'submit' : '')).toLowerCase());
+  return [x, y, Boolean(submits || (href && !href.startsWith('#') && !href.startsWith('javascript:')))];
+}"""
+
+
 def run_command(page: Any, items: list[list[Any]], action: str) -> str | None:
     """Carry out one command on the page; the reason it is invalid, or ``None`` when it ran.
 
-    An element that cannot take the action within ``ACTION_TIMEOUT_MS`` (hidden, covered, disabled) makes
-    the turn invalid; only a failing browser raises."""
+    An element that cannot take the action (disabled, hidden, covered; for typing and selecting, not
+    within ``ACTION_TIMEOUT_MS``) makes the turn invalid; only a failing browser raises."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
@@ -95,7 +110,17 @@ def _run(page: Any, items: list[list[Any]], action: str) -> str | None:
             return f"there is no element [{first}] on this page."
         selector = f'[data-agentgym-id="{element[0]}"]'
         if verb == "click":
-            page.click(selector, timeout=ACTION_TIMEOUT_MS)
+            # A real mouse click at the element's centre, as a user would. Playwright's own click first
+            # waits for the element to be stable for two frames (~45 ms a step), so it is used only
+            # where the click navigates, for its wait on the navigation it starts.
+            target = page.evaluate(_CLICK_TARGET_JS, selector)
+            if target is None:
+                return f"[{first}] is disabled, hidden or covered by another element."
+            x, y, navigates = target
+            if navigates:
+                page.click(selector, force=True, timeout=ACTION_TIMEOUT_MS)
+            else:
+                page.mouse.click(x, y)
         elif verb == "type":
             if element[1] != "textbox" or second is None:
                 return f"[{first}] is not a text box, or no text was given."
