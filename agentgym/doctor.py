@@ -47,6 +47,23 @@ def _java() -> Check:
     return Check("java", True, f"Java {major} at {java}")
 
 
+def _alfworld() -> Check:
+    """The alfworld wheel and the fast-downward library it builds from source (cmake + g++)."""
+    check = _package("alfworld", "alfworld", "ALFWorld household tasks")
+    if not check.ok:
+        check.fix = "sudo apt-get install -y cmake g++ && pip install 'agentgym[alfworld]'   (fast-downward compiles)"
+        return check
+    try:
+        import fast_downward
+
+        fast_downward.load_lib()
+    except (ImportError, OSError) as error:
+        return Check("python: fast-downward", False, f"its library does not load ({error})",
+                     "sudo apt-get install -y cmake g++ && pip install --force-reinstall --no-cache-dir "
+                     "fast-downward-textworld")
+    return check
+
+
 def _binary(name: str, path: str, fix: str) -> Check:
     found = shutil.which(name) or (path if shutil.which(path) else None)
     return Check(name, found is not None, found or "not found", "" if found else fix)
@@ -105,6 +122,7 @@ def run_checks() -> list[Check]:
         _binary("chromedriver", "/usr/bin/chromedriver", chromium_fix),
         _package("bm25s", "search", "search family"),
         _package("pettingzoo", "multiagent", "multi-agent games"),
+        _alfworld(),
         _package("torch", "llm", "LLM policies and trainers; install torch==2.13.0 first for the CPU build"),
         _package("transformers", "llm", "LLM policies and trainers"),
         _package("openai", "llm", "OpenAI-compatible policies"),

@@ -9,11 +9,14 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=2.13.0
 
-# 1. Debian packages: Chromium + driver (web, GUI) and Java 17 (ScienceWorld, TextWorldExpress).
+# 1. Debian packages: Chromium + driver (web, GUI), Java 17 (ScienceWorld, TextWorldExpress), and cmake +
+#    g++ (ALFWorld's fast-downward compiles from source when pip installs it).
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v java >/dev/null || missing+=(default-jre-headless)
+command -v cmake >/dev/null || missing+=(cmake)
+command -v g++ >/dev/null || missing+=(g++)
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else SUDO=(none); fi
     if [ "${SUDO[*]}" = none ]; then

@@ -151,7 +151,7 @@ def test_an_element_that_cannot_be_clicked_is_an_invalid_turn_not_a_crash():
         env.reset(seed=0)
         right = env.unwrapped.expert_action()
         env.unwrapped._page.evaluate("document.querySelectorAll('#area button').forEach(b => b.disabled = true)")
-        observation, reward, terminated, truncated, info = env.step(right)
+        observation, _, terminated, truncated, info = env.step(right)
         assert info["invalid_action"] and not (terminated or truncated) and "disabled" in observation["text"]
     finally:
         env.close()
