@@ -24,6 +24,8 @@ bench: setup
 	$(BIN)/python benchmarks/search_retrieval.py
 	$(BIN)/python benchmarks/gui_render.py
 	$(BIN)/python benchmarks/gui_rc_voting.py
+	$(BIN)/python benchmarks/web_step.py
+	$(BIN)/python benchmarks/alfworld_speed.py
 
 doctor: setup
 	$(BIN)/agentgym doctor

@@ -121,3 +121,30 @@ def test_an_official_split_without_data_says_how_to_get_it(monkeypatch, tmp_path
     monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))  # what importing alfworld sets: a folder with no games
     with pytest.raises(FileNotFoundError, match="must be the folder that holds ALFWorld's json_2.1.1"):
         _ = AlfWorldEnv("valid_seen").tasks
+
+
+def test_the_cached_engine_says_exactly_what_alfworlds_engine_says():
+    """Our caches (command texts, problem translation) change speed, not output: the same random walk
+    through ALFWorld's own engine setup gives the same feedback, admissible commands and win flag."""
+    import random
+
+    import textworld
+    from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
+
+    env = agentgym.make(ALFWORLD, split="test", task_types=["pick_cool_then_place_in_recep"])
+    try:
+        env.reset(seed=0)
+        path = str(env.unwrapped.game_folder(env.unwrapped.task) / "game.tw-pddl")
+        theirs = textworld.start(path, request_infos=textworld.EnvInfos(admissible_commands=True, won=True),
+                                 wrappers=[AlfredDemangler(), AlfredInfos])
+        ours, rng = env.unwrapped._engine, random.Random(0)
+        for _ in range(2):  # the second reset uses the cached translation
+            state, reference = ours.reset(), theirs.reset()
+            for _ in range(25):
+                assert state.feedback == reference.feedback and state["won"] == reference["won"]
+                assert state["admissible_commands"] == reference["admissible_commands"]
+                command = rng.choice(reference["admissible_commands"])
+                (state, _, _), (reference, _, _) = ours.step(command), theirs.step(command)
+        theirs.close()
+    finally:
+        env.close()
