@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -150,3 +151,15 @@ class GUIRCPolicy(Policy):
     def config(self) -> dict:
         return {"name": self.name, "policy": self.policy.config(), "samples": self.samples, "scale": self.scale,
                 "point_expand": self.point_expand}
+
+
+def make_gui_rc_policy(inner: str, *, seed: int | None = None, samples: int = 64, scale: str = "pixels",
+                       point_expand: int = 25, **inner_kwargs: Any) -> GUIRCPolicy:
+    """``--policy gui-rc:INNER`` (e.g. ``gui-rc:pointer:runs/pointer-gui``): GUI-RC over ``samples``
+    answers of the policy ``INNER``; other keyword arguments go to it (``temperature`` defaults to 1,
+    since GUI-RC needs a policy that samples)."""
+    from agentgym.policies import make_policy
+
+    inner_kwargs.setdefault("temperature", 1.0)
+    return GUIRCPolicy(make_policy(inner, seed=seed, **inner_kwargs), samples=samples, scale=scale,
+                       point_expand=point_expand)

@@ -120,9 +120,11 @@ _POLICIES: dict[str, PolicyFactory | str] = {
     "tiny": "agentgym.hf_policy:make_tiny_policy",
     "hf": "agentgym.hf_policy:make_hf_policy",
     "openai": "agentgym.openai_policy:make_openai_policy",
+    "gui-rc": "agentgym.grounding:make_gui_rc_policy",
 }
 POLICY_SYNTAX = (
-    "random | oracle | embedded | tiny | hf:PATH (a local checkpoint) | openai:MODEL[@BASE_URL]"
+    "random | oracle | embedded | tiny | hf:PATH (a local checkpoint) | openai:MODEL[@BASE_URL] | "
+    "gui-rc:POLICY (GUI-RC voting over samples of POLICY)"
 )
 _entry_points_loaded = False
 
