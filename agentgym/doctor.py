@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from agentgym.paths import cache_dir
 
@@ -62,6 +63,11 @@ def _alfworld() -> Check:
                      "sudo apt-get install -y cmake g++ && pip install --force-reinstall --no-cache-dir "
                      "fast-downward-textworld")
     return check
+
+
+def _file(name: str, path: str, fix: str) -> Check:
+    found = Path(path).exists()
+    return Check(name, found, path if found else "not found", "" if found else fix)
 
 
 def _binary(name: str, path: str, fix: str) -> Check:
@@ -120,6 +126,8 @@ def run_checks() -> list[Check]:
         _package("playwright", "web", "web and GUI families"),
         _binary("chromium", "/usr/bin/chromium", chromium_fix),
         _binary("chromedriver", "/usr/bin/chromedriver", chromium_fix),
+        _file("Font Awesome", "/usr/share/fonts/truetype/font-awesome/fontawesome-webfont.ttf",
+              "sudo apt-get install -y fonts-font-awesome   (icons of the GUI screens)"),
         _package("bm25s", "search", "search family"),
         _package("pettingzoo", "multiagent", "multi-agent games"),
         _alfworld(),

@@ -169,3 +169,55 @@ def load_causal_lm(name_or_path: str = "embedded", *, adapter: str | None = None
     tokenizer.padding_side = "left"
     model.eval()
     return model, tokenizer
+
+
+# A chat template for image+text messages in the embedded tokenizer's ChatML form: an image part becomes
+# the processor's <image> placeholder.
+_VLM_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}{% else %}{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def ensure_tiny_vlm(seed: int = 0) -> Path:
+    """A small LLaVA (CLIP vision tower + Llama) with random weights, the embedded model's tokenizer and
+    a 64x64 image processor, built from configs and saved once: transformers' image-text-to-text code
+    paths with no downloaded weights. For tests, not for acting well."""
+    target = models_dir() / f"tiny-llava-s{seed}"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir())
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+
+    def build(folder: Path) -> None:
+        size, patch = 64, 16
+        config = LlavaConfig(
+            vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=size, patch_size=patch),
+            text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                    pad_token_id=tokenizer.pad_token_id),
+            image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+            vision_feature_select_strategy="default",
+        )
+        torch.manual_seed(seed)
+        LlavaForConditionalGeneration(config).save_pretrained(folder)
+        images = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=patch, num_additional_image_tokens=1,
+                       vision_feature_select_strategy="default", chat_template=_VLM_CHAT_TEMPLATE).save_pretrained(folder)
+
+    return _atomic_save(target, build)

@@ -121,10 +121,12 @@ _POLICIES: dict[str, PolicyFactory | str] = {
     "hf": "agentgym.hf_policy:make_hf_policy",
     "openai": "agentgym.openai_policy:make_openai_policy",
     "gui-rc": "agentgym.grounding:make_gui_rc_policy",
+    "vlm": "agentgym.vlm_policy:make_vlm_policy",
+    "tiny-vlm": "agentgym.vlm_policy:make_tiny_vlm_policy",
 }
 POLICY_SYNTAX = (
     "random | oracle | embedded | tiny | hf:PATH (a local checkpoint) | openai:MODEL[@BASE_URL] | "
-    "gui-rc:POLICY (GUI-RC voting over samples of POLICY)"
+    "vlm:PATH (a local vision-language model) | tiny-vlm | gui-rc:POLICY (GUI-RC voting over samples of POLICY)"
 )
 _entry_points_loaded = False
 
