@@ -9,14 +9,15 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=2.13.0
 
-# 1. Debian packages: Chromium + driver (web, GUI), Java 17 (ScienceWorld, TextWorldExpress), and cmake +
-#    g++ (ALFWorld's fast-downward compiles from source when pip installs it).
+# 1. Debian packages: Chromium + driver (web, GUI), Font Awesome (GUI screens' icons), Java 17
+#    (ScienceWorld, TextWorldExpress), and cmake + g++ (ALFWorld's fast-downward compiles from source).
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v java >/dev/null || missing+=(default-jre-headless)
 command -v cmake >/dev/null || missing+=(cmake)
 command -v g++ >/dev/null || missing+=(g++)
+[ -e /usr/share/fonts/truetype/font-awesome/fontawesome-webfont.ttf ] || missing+=(fonts-font-awesome)
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else SUDO=(none); fi
     if [ "${SUDO[*]}" = none ]; then

@@ -12,13 +12,13 @@ import numpy as np
 
 from agentgym.contract import Frame, Task, TextEnv, state_key
 from agentgym.envs.browser import Browser
-from agentgym.envs.gui.screens import KINDS_HELD_OUT, KINDS_TRAIN, screen_html
+from agentgym.envs.gui.screens import ICON_FONT, KINDS_HELD_OUT, KINDS_TRAIN, screen_html
 from agentgym.grounding import Box, inside, parse_prediction
 from agentgym.paths import cache_dir
 
 WIDTH, HEIGHT = 1280, 720
 SEED_RANGES = {"train": (0, 3000), "dev": (100_000, 100_100), "test": (200_000, 200_300), "test_ood": (300_000, 300_300)}
-RENDER_VERSION = "v1"  # bump when screens.py or screen.css change, so cached renders are not reused
+RENDER_VERSION = "v2"  # bump when screens.py or screen.css change, so cached renders are not reused
 
 _ELEMENTS_JS = """() => Array.from(document.querySelectorAll('[data-desc]')).map(e => {
   const r = e.getBoundingClientRect();
@@ -37,6 +37,9 @@ def render_screen(browser: Browser, kind: str, seed: int, root: Path | None = No
     png_path, json_path = folder / f"{kind}-{seed}.png", folder / f"{kind}-{seed}.json"
     if png_path.exists() and json_path.exists():
         return png_path.read_bytes(), json.loads(json_path.read_text())
+    if not ICON_FONT.exists():
+        raise FileNotFoundError(f"GUI screens draw their icons with Font Awesome ({ICON_FONT} is missing): "
+                                "sudo apt-get install -y fonts-font-awesome")
     css = resources.files("agentgym.assets").joinpath("gui/screen.css").read_text(encoding="utf-8")
     with browser.page(WIDTH, HEIGHT, fresh=False) as page:
         page.set_content(screen_html(kind, seed, css))

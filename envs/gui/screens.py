@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -17,9 +18,13 @@ KINDS_TRAIN = ("mail", "settings", "files", "shop", "dashboard", "login")
 KINDS_HELD_OUT = ("calendar", "chat")
 """Application kinds only ``test_ood`` shows."""
 
-ICONS = {"settings": "⚙", "delete": "✖", "search": "⌕", "favourite": "♥", "star": "★", "edit": "✎", "home": "⌂",
-         "add": "✚", "refresh": "↻", "download": "⬇", "upload": "⬆", "share": "⇪", "attach": "⎘", "menu": "☰",
-         "close": "✕", "next": "▶", "previous": "◀", "notifications": "♪", "print": "⎙", "help": "?"}
+# Icons are Font Awesome 4.7 glyphs (Debian's fonts-font-awesome, a system font Chromium finds by name):
+# meaning -> the glyph's code point.
+ICONS = {"settings": "\uf013", "delete": "\uf1f8", "search": "\uf002", "favourite": "\uf004", "star": "\uf005",
+         "edit": "\uf040", "home": "\uf015", "add": "\uf067", "refresh": "\uf021", "download": "\uf019",
+         "upload": "\uf093", "share": "\uf1e0", "attach": "\uf0c6", "menu": "\uf0c9", "close": "\uf00d",
+         "next": "\uf054", "previous": "\uf053", "notifications": "\uf0f3", "print": "\uf02f", "help": "\uf128"}
+ICON_FONT = Path("/usr/share/fonts/truetype/font-awesome/fontawesome-webfont.ttf")
 PEOPLE = ("Ana Silva", "Ben Okafor", "Chen Wei", "Dara Kim", "Eli Novak", "Fatima Khan", "Gus Berg", "Hana Sato",
           "Ivan Petrov", "Jade Moreau", "Kofi Mensah", "Lena Braun", "Mateo Ruiz", "Nora Lind", "Omar Haddad")
 SUBJECTS = ("Quarterly report", "Lunch on Friday?", "Invoice #2291", "Team offsite plan", "Password reset",
@@ -58,7 +63,7 @@ class Screen:
                 f'{self.tag(desc or f"the {text!r} button", "text")}>{_e(text)}</button>')
 
     def icon(self, meaning: str) -> str:
-        return (f'<button class="icon" aria-label="{meaning}" '
+        return (f'<button class="icon fa" aria-label="{meaning}" '
                 f'{self.tag(f"the icon that means {meaning!r}", "icon")}>{ICONS[meaning]}</button>')
 
     def field(self, placeholder: str, what: str, kind: str = "text") -> str:
