@@ -120,3 +120,26 @@ def test_rendering_is_deterministic_and_targets_are_unique(tmp_path):
     assert first[1] == second[1] and first[0] == second[0]
     target = pick_target(first[1], seed)
     assert [element["desc"] for element in first[1]].count(target["desc"]) == 1
+
+
+def test_multi_step_mode_performs_each_click_on_the_live_screen():
+    env = agentgym.make("agentgym/GUIGrounding-v0", split="dev", steps=3)
+    try:
+        observation, info = env.reset(seed=1)
+        instructions = [info["instruction"]]
+        first_image = observation["image"]
+        terminated, rewards = False, []
+        while not terminated:
+            observation, reward, terminated, truncated, info = env.step(env.unwrapped.expert_action())
+            rewards.append(reward)
+            if not terminated:
+                instructions.append(info["instruction"])
+        assert rewards == [1.0, 1.0, 1.0] and info["won"] and info["hits"] == 3
+        assert len(set(instructions)) == 3  # three different targets
+        observation, _ = env.reset(seed=1)
+        assert (observation["image"] == first_image).all()  # a reset starts from the untouched screen
+        observation, reward, terminated, _, info = env.step("(0, 0)")  # a miss: the episode goes on
+        assert reward == 0.0 and not terminated and info["hits"] == 0 and observation["text"].startswith("You clicked")
+        assert "missed" in observation["text"].splitlines()[0] and "Instruction:" in observation["text"]
+    finally:
+        env.close()

@@ -37,14 +37,8 @@ def render_screen(browser: Browser, kind: str, seed: int, root: Path | None = No
     png_path, json_path = folder / f"{kind}-{seed}.png", folder / f"{kind}-{seed}.json"
     if png_path.exists() and json_path.exists():
         return png_path.read_bytes(), json.loads(json_path.read_text())
-    if not ICON_FONT.exists():
-        raise FileNotFoundError(f"GUI screens draw their icons with Font Awesome ({ICON_FONT} is missing): "
-                                "sudo apt-get install -y fonts-font-awesome")
-    css = resources.files("agentgym.assets").joinpath("gui/screen.css").read_text(encoding="utf-8")
     with browser.page(WIDTH, HEIGHT, fresh=False) as page:
-        page.set_content(screen_html(kind, seed, css))
-        elements = page.evaluate(_ELEMENTS_JS)
-        png = page.screenshot(type="png")
+        elements, png = open_screen(page, kind, seed)
     folder.mkdir(parents=True, exist_ok=True)
     for path, data in ((png_path, png), (json_path, json.dumps(elements).encode())):
         staging = path.with_suffix(path.suffix + f".tmp{np.random.randint(1 << 30)}")
@@ -53,14 +47,29 @@ def render_screen(browser: Browser, kind: str, seed: int, root: Path | None = No
     return png, elements
 
 
+def open_screen(page: Any, kind: str, seed: int) -> tuple[list[dict], bytes]:
+    """Load a screen into ``page``; its tagged elements and its screenshot (PNG)."""
+    if not ICON_FONT.exists():
+        raise FileNotFoundError(f"GUI screens draw their icons with Font Awesome ({ICON_FONT} is missing): "
+                                "sudo apt-get install -y fonts-font-awesome")
+    css = resources.files("agentgym.assets").joinpath("gui/screen.css").read_text(encoding="utf-8")
+    page.set_content(screen_html(kind, seed, css))
+    return page.evaluate(_ELEMENTS_JS), page.screenshot(type="png")
+
+
 def pick_target(elements: list[dict], seed: int) -> dict:
     """A visible element whose description is unique on the screen, chosen by the seed."""
+    candidates = pickable(elements)
+    return candidates[int(np.random.default_rng(seed).integers(len(candidates)))]
+
+
+def pickable(elements: list[dict]) -> list[dict]:
+    """Visible elements whose description is unique on the screen."""
     counts: dict[str, int] = {}
     for element in elements:
         counts[element["desc"]] = counts.get(element["desc"], 0) + 1
-    candidates = [e for e in elements if counts[e["desc"]] == 1 and e["box"][2] - e["box"][0] >= 2
-                  and e["box"][3] - e["box"][1] >= 2 and e["box"][2] <= WIDTH and e["box"][3] <= HEIGHT]
-    return candidates[int(np.random.default_rng(seed).integers(len(candidates)))]
+    return [e for e in elements if counts[e["desc"]] == 1 and e["box"][2] - e["box"][0] >= 2
+            and e["box"][3] - e["box"][1] >= 2 and e["box"][2] <= WIDTH and e["box"][3] <= HEIGHT]
 
 
 class GUIGroundingEnv(TextEnv):
@@ -81,10 +90,11 @@ class GUIGroundingEnv(TextEnv):
         or 0-1 scale (``scale``). A reply without coordinates is an invalid turn.
 
     Rewards:
-        1 if the point lies inside the target's box (edges included), else 0.
+        1 if the point lies inside the target's box (edges included), else 0, for each instruction.
 
     Episode end:
-        Terminated after one prediction; truncated after ``max_turns`` invalid replies (3).
+        Terminated after one prediction (``steps`` predictions in multi-step mode); truncated after
+        ``max_turns`` turns.
 
     Splits:
         ``train``/``dev``/``test`` are disjoint seeds over six application kinds; ``test_ood`` shows the
@@ -93,7 +103,10 @@ class GUIGroundingEnv(TextEnv):
     Arguments:
         split: ``"train"``, ``"dev"``, ``"test"`` or ``"test_ood"``.
         scale: ``"pixels"``, ``"1000"`` or ``"unit"``: how the policy writes coordinates.
-        max_turns: turn budget (3).
+        steps: instructions per episode. With more than one, the screen is live: each click is performed
+            in the page (a field takes focus, a box ticks, a menu opens) and the next instruction comes
+            with a new screenshot; ``won`` when every click hit.
+        max_turns: turn budget (3, or ``steps + 2``).
         cache_root: where rendered screens are kept (default ``agentgym.paths.cache_dir()``).
         render_mode: ``"ansi"`` or ``"human"``.
     """
@@ -101,9 +114,16 @@ class GUIGroundingEnv(TextEnv):
     default_max_turns = 3
     image_shape = (HEIGHT, WIDTH, 3)
 
-    def __init__(self, split: str = "train", *, scale: str = "pixels", max_turns: int | None = None,
+    def __init__(self, split: str = "train", *, scale: str = "pixels", steps: int = 1, max_turns: int | None = None,
                  cache_root: str | Path | None = None, render_mode: str | None = None):
-        super().__init__(split, max_turns=max_turns, render_mode=render_mode)
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, not {steps}.")
+        super().__init__(split, max_turns=max_turns or (self.default_max_turns if steps == 1 else steps + 2),
+                         render_mode=render_mode)
+        self.steps = steps
+        self._page: Any = None
+        self._targets: list[dict] = []
+        self._hits: list[bool] = []
         parse_prediction("(0, 0)", WIDTH, HEIGHT, scale=scale)  # rejects an unknown scale now
         self.scale = scale
         self.cache_root = Path(cache_root) if cache_root is not None else None
@@ -117,17 +137,32 @@ class GUIGroundingEnv(TextEnv):
                      payload={"kind": kind_of(split, seed), "seed": seed}) for seed in range(start, stop)]
 
     def _start(self, task: Task) -> Frame:
+        kind, seed = task.payload["kind"], task.payload["seed"]
+        if self.steps == 1:
+            png, elements = render_screen(self.browser, kind, seed, self.cache_root)
+            self._targets = [pick_target(elements, seed)]
+        else:  # a live page: clicks change it
+            with self.browser.page(WIDTH, HEIGHT, fresh=False) as page:
+                self._page = page
+                elements, png = open_screen(page, kind, seed)
+            candidates = pickable(elements)
+            order = np.random.default_rng(seed).permutation(len(candidates))[: self.steps]
+            self._targets = [candidates[i] for i in order]
+        self._hits = []
+        return self._ask(png, state_key(task.id))
+
+    def _ask(self, png: bytes, key: str) -> Frame:
+        """The frame that shows the screenshot and the next target's instruction."""
         from PIL import Image
 
-        png, elements = render_screen(self.browser, task.payload["kind"], task.payload["seed"], self.cache_root)
-        self.target = pick_target(elements, task.payload["seed"])
+        self.target = self._targets[len(self._hits)]
         self._image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
         units = {"pixels": "in pixels", "1000": "on a 0-1000 scale", "unit": "as fractions of the width and height"}
         instruction = f"Click {self.target['desc']}."
         frame = Frame(text=f"Instruction: {instruction}\nThe screenshot is {WIDTH}x{HEIGHT} pixels. Reply with "
                            f"the point to click as (x, y) {units[self.scale]}.",
-                      state_key=state_key(task.id), image=self._image,
-                      info={"how": self.target["how"], "kind": task.payload["kind"]})
+                      state_key=key, image=self._image,
+                      info={"how": self.target["how"], "kind": self._task.payload["kind"]})
         frame.info["instruction"] = instruction
         return frame
 
@@ -142,9 +177,22 @@ class GUIGroundingEnv(TextEnv):
                          image=self._image.copy())
         point = box.centre
         hit = inside(point, self.target_box())
-        return Frame(text=f"You clicked ({point[0]:g}, {point[1]:g}): {'hit' if hit else 'missed'}.",
-                     state_key=state_key(self._task.id, "answered"), reward=float(hit), terminated=True, won=hit,
-                     image=self._image.copy(), info={"point": list(point), "how": self.target["how"]})
+        self._hits.append(hit)
+        feedback = f"You clicked ({point[0]:g}, {point[1]:g}): {'hit' if hit else 'missed'}."
+        info = {"point": list(point), "how": self.target["how"], "hits": sum(self._hits)}
+        if len(self._hits) < len(self._targets):
+            with self.browser.guard():
+                self._page.mouse.click(*point)
+                boxes = {e["desc"]: e["box"] for e in self._page.evaluate(_ELEMENTS_JS)}
+                png = self._page.screenshot(type="png")
+            for target in self._targets[len(self._hits):]:  # the click may have moved things
+                target["box"] = boxes.get(target["desc"], target["box"])
+            frame = self._ask(png, state_key(self._task.id, *map(str, self._hits)))
+            frame.text, frame.reward = f"{feedback}\n{frame.text}", float(hit)
+            frame.info.update(info)
+            return frame
+        return Frame(text=feedback, state_key=state_key(self._task.id, "answered", *map(str, self._hits)),
+                     reward=float(hit), terminated=True, won=all(self._hits), image=self._image.copy(), info=info)
 
     def expert_action(self) -> str | None:
         if self.target is None or self._done:
