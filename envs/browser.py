@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,6 +21,28 @@ CHROMIUM = os.environ.get("AGENTGYM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
 DEFAULT_TIMEOUT_MS = 15_000
+
+
+# Playwright's sync API allows one driver per thread (a second start() in the same thread fails), so the
+# Browsers of one thread (several envs stepped sequentially) share it, counted, and the last one stops it.
+_drivers = threading.local()
+
+
+def _acquire_driver() -> Any:
+    from playwright.sync_api import sync_playwright
+
+    if getattr(_drivers, "users", 0) == 0:
+        _drivers.playwright = sync_playwright().start()
+    _drivers.users = getattr(_drivers, "users", 0) + 1
+    return _drivers.playwright
+
+
+def _release_driver() -> None:
+    _drivers.users -= 1
+    if _drivers.users == 0:
+        with contextlib.suppress(Exception):
+            _drivers.playwright.stop()
+        _drivers.playwright = None
 
 
 class Browser:
@@ -42,12 +65,10 @@ class Browser:
         self.starts = 0
 
     def _start(self) -> None:
-        from playwright.sync_api import sync_playwright
-
         if not os.path.exists(CHROMIUM):
             raise FileNotFoundError(f"Chromium not found at {CHROMIUM}: sudo apt-get install -y chromium "
                                     "(or set AGENTGYM_CHROMIUM). Do not run `playwright install`.")
-        self._playwright = sync_playwright().start()
+        self._playwright = _acquire_driver()
         self._browser = self._playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                          args=list(CHROMIUM_ARGS), timeout=self.timeout_ms)
         self.starts += 1
@@ -119,5 +140,4 @@ class Browser:
             with contextlib.suppress(Exception):
                 browser.close()
         if playwright is not None:
-            with contextlib.suppress(Exception):
-                playwright.stop()
+            _release_driver()

@@ -143,3 +143,22 @@ def test_multi_step_mode_performs_each_click_on_the_live_screen():
         assert "missed" in observation["text"].splitlines()[0] and "Instruction:" in observation["text"]
     finally:
         env.close()
+
+
+def test_several_envs_in_one_thread_share_playwrights_driver():
+    """Evaluation steps browser envs sequentially in one thread; Playwright allows one driver per thread."""
+    envs = [agentgym.make("agentgym/GUIGrounding-v0", split="dev", steps=2) for _ in range(2)]
+    try:
+        for index, env in enumerate(envs):
+            env.reset(seed=index)
+        for env in envs:
+            _, reward, *_ = env.step(env.unwrapped.expert_action())
+            assert reward == 1.0
+    finally:
+        for env in envs:
+            env.close()
+    env = agentgym.make("agentgym/GUIGrounding-v0", split="dev", steps=2)  # the driver restarts after the last close
+    try:
+        env.reset(seed=0)
+    finally:
+        env.close()
