@@ -284,7 +284,8 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
                 frame = self._act(accepted)
             except EngineCrashed as crash:
                 frame = Frame(text=f"The environment's engine crashed ({crash}); this episode is cut short.",
-                              state_key=self._frame.state_key, info={"engine_crashed": True})
+                              state_key=self._frame.state_key, info={"engine_crashed": True},
+                              image=None if self._frame.image is None else self._frame.image.copy())
             if frame.invalid:
                 # The engine rejected the action itself: the state did not move.
                 frame.state_key = frame.state_key or self._frame.state_key

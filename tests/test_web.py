@@ -176,3 +176,18 @@ def test_many_shop_episodes_reuse_one_browser_and_stay_flat():
         assert (rss_late - rss_early) / 2**20 < 150, f"browser RSS grew {(rss_late - rss_early) / 2**20:.0f} MB"
     finally:
         env.close()
+
+
+def test_screenshot_mode_adds_the_page_image_and_element_boxes():
+    agentgym.check_env(lambda: agentgym.make("agentgym/MiniWoB-ClickButton-v0", split="test", screenshot=True))
+    env = agentgym.make("agentgym/MiniWoB-ClickButton-v0", split="dev", screenshot=True)
+    try:
+        observation, info = env.reset(seed=0)
+        assert observation["image"].shape == (400, 500, 3) and observation["image"].std() > 0
+        right = env.unwrapped.expert_action()
+        x1, y1, x2, y2 = info["element_boxes"][right[6:-1]]
+        assert 0 <= x1 < x2 <= 500 and 0 <= y1 < y2 <= 400
+        observation, _, _, _, info = env.step("click[999]")  # invalid: the picture stays
+        assert info["invalid_action"] and observation["image"].shape == (400, 500, 3)
+    finally:
+        env.close()

@@ -8,7 +8,7 @@ from typing import Any
 from agentgym.contract import Frame, Task, TextEnv, state_key
 from agentgym.envs.browser import Browser
 from agentgym.envs.web.catalog import catalog, goals, purchase_reward
-from agentgym.envs.web.page import COMMANDS, describe, run_command, snapshot
+from agentgym.envs.web.page import COMMANDS, add_screenshot, describe, run_command, snapshot
 from agentgym.envs.web.server import ShopServer
 
 
@@ -43,13 +43,19 @@ class WebShopEnv(TextEnv):
 
     Arguments:
         split: ``"train"``, ``"dev"``, ``"test"`` or ``"test_ood"``.
+        screenshot: also observe the page as an RGB ``image`` (768x1024) with every element's box in
+            ``info["element_boxes"]`` (~60 ms a step more).
         max_turns: turn budget (15).
         render_mode: ``"ansi"`` or ``"human"``.
     """
 
     default_max_turns = 15
 
-    def __init__(self, split: str = "train", *, max_turns: int | None = None, render_mode: str | None = None):
+    def __init__(self, split: str = "train", *, screenshot: bool = False, max_turns: int | None = None,
+                 render_mode: str | None = None):
+        self.screenshot = screenshot
+        if screenshot:
+            self.image_shape = (768, 1024, 3)
         super().__init__(split, max_turns=max_turns, render_mode=render_mode)
         self._server: ShopServer | None = None
         self._browser: Browser | None = None
@@ -91,7 +97,8 @@ class WebShopEnv(TextEnv):
         self._items = snap["items"]
         path = self._page.url.split("?")[0].replace(self._server.origin, "") or "/"
         text = "\n".join([f"Page: {snap['title']} ({path})", *snap["text"], *describe(self._items)])
-        return Frame(text=text, state_key=state_key(text), reward=reward, terminated=terminated, won=won)
+        frame = Frame(text=text, state_key=state_key(text), reward=reward, terminated=terminated, won=won)
+        return add_screenshot(frame, self._page, snap) if self.screenshot else frame
 
     def _act(self, action: str) -> Frame:
         with self._browser.guard():
@@ -100,7 +107,8 @@ class WebShopEnv(TextEnv):
     def _act_on_page(self, action: str) -> Frame:
         problem = run_command(self._page, self._items, action)
         if problem is not None:
-            return Frame(text=f"Invalid action: {problem} Nothing happened. Commands: {COMMANDS}.", invalid=True)
+            return Frame(text=f"Invalid action: {problem} Nothing happened. Commands: {COMMANDS}.", invalid=True,
+                         image=None if self._frame.image is None else self._frame.image.copy())
         self._page.wait_for_load_state()
         purchase = self._server.purchases.pop(self._session, None)
         if purchase is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from agentgym.contract import Frame, Task, TextEnv, state_key
 from agentgym.envs.browser import Browser
-from agentgym.envs.web.page import COMMANDS, describe, run_command, snapshot
+from agentgym.envs.web.page import COMMANDS, add_screenshot, describe, run_command, snapshot
 
 TASKS = ("click-button", "click-link", "enter-text", "focus-text", "click-checkboxes", "click-option",
          "click-dialog", "login-user")
@@ -63,6 +63,8 @@ class MiniWoBEnv(TextEnv):
     Arguments:
         task: a MiniWoB++ task name (``click-button``, ``enter-text``, ...).
         split: ``"train"``, ``"dev"`` or ``"test"``.
+        screenshot: also observe the page as an RGB ``image`` (400x500) with every element's box in
+            ``info["element_boxes"]``.
         max_turns: turn budget (10).
         render_mode: ``"ansi"`` or ``"human"``.
     """
@@ -70,9 +72,12 @@ class MiniWoBEnv(TextEnv):
     splits = ("train", "dev", "test")
     default_max_turns = 10
 
-    def __init__(self, task: str = "click-button", split: str = "train", *, max_turns: int | None = None,
-                 render_mode: str | None = None):
+    def __init__(self, task: str = "click-button", split: str = "train", *, screenshot: bool = False,
+                 max_turns: int | None = None, render_mode: str | None = None):
         self.task_name, self.url = task, task_page(task).as_uri()
+        self.screenshot = screenshot
+        if screenshot:
+            self.image_shape = (400, 500, 3)
         super().__init__(split, max_turns=max_turns, render_mode=render_mode)
         self._browser = Browser()
         self._page: Any = None
@@ -101,13 +106,15 @@ class MiniWoBEnv(TextEnv):
         self._items = snap["items"]
         self._utterance = self._page.evaluate("core.getUtterance()")
         text = "\n".join([f"Instruction: {self._utterance}", *describe(self._items)])
-        return Frame(text=text, state_key=state_key(text), reward=reward, terminated=done, won=done and reward > 0)
+        frame = Frame(text=text, state_key=state_key(text), reward=reward, terminated=done, won=done and reward > 0)
+        return add_screenshot(frame, self._page, snap) if self.screenshot else frame
 
     def _act(self, action: str) -> Frame:
         with self._browser.guard():
             problem = run_command(self._page, self._items, action)
             if problem is not None:
-                return Frame(text=f"Invalid action: {problem} Nothing happened. Commands: {COMMANDS}.", invalid=True)
+                return Frame(text=f"Invalid action: {problem} Nothing happened. Commands: {COMMANDS}.", invalid=True,
+                             image=None if self._frame.image is None else self._frame.image.copy())
             done, raw, timed = self._page.evaluate("[WOB_DONE_GLOBAL, WOB_RAW_REWARD_GLOBAL, WOB_REWARD_GLOBAL]")
             frame = self._observe(float(raw) if done else 0.0, bool(done))
         frame.info["time_reward"] = float(timed) if done else 0.0

@@ -13,11 +13,11 @@ _COMMAND = re.compile(r"^\s*(click|type|select|search|scroll|back)\s*(?:\[(.*?)\
 ACTION_TIMEOUT_MS = 3_000
 INTERACTIVE = "a[href], button, input:not([type=hidden]), select, textarea, .alink, [onclick]"
 
-# Numbers every interactive element inside ``root`` and returns [id, role, label, extra, value] per element
-# plus the readable text; ``extra`` is a select's options or a link's href.
+# Numbers every interactive element inside ``root`` and returns [id, role, label, extra, value] and its box
+# (viewport pixels) per element, plus the readable text; ``extra`` is a select's options or a link's href.
 _SNAPSHOT_JS = """([rootSelector, interactive, textSelector]) => {
   const root = document.querySelector(rootSelector) || document.body;
-  let n = 0; const items = [];
+  let n = 0; const items = [], boxes = [];
   for (const e of root.querySelectorAll(interactive)) {
     const r = e.getBoundingClientRect();
     if (r.width === 0 && r.height === 0) continue;
@@ -35,15 +35,30 @@ _SNAPSHOT_JS = """([rootSelector, interactive, textSelector]) => {
     const extra = tag === 'select' ? Array.from(e.options).map(o => o.value) : (tag === 'a' ? e.getAttribute('href') : '');
     const value = tag === 'select' ? e.value : (['checkbox', 'radio'].includes(type) ? String(e.checked) : '');
     items.push([id, role, label, extra, value]);
+    boxes.push([r.left, r.top, r.right, r.bottom]);
   }
   const text = Array.from(root.querySelectorAll(textSelector)).map(e => e.innerText.trim()).filter(Boolean);
-  return {items, text, title: document.title};
+  return {items, boxes, text, title: document.title};
 }"""
 
 
 def snapshot(page: Any, *, root: str = "body", text: str = "h2, p") -> dict[str, Any]:
-    """The page's numbered interactive elements (``items``), readable text and title."""
+    """The page's numbered interactive elements (``items``, their ``boxes``), readable text and title."""
     return page.evaluate(_SNAPSHOT_JS, [root, INTERACTIVE, text])
+
+
+def add_screenshot(frame: Any, page: Any, snap: dict[str, Any]) -> Any:
+    """Give ``frame`` the page's screenshot (RGB array) and each element's box as
+    ``info["element_boxes"]`` (``{id: [x1, y1, x2, y2]}``), for agents that look (shared with the GUI
+    family's answer format)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    frame.image = np.asarray(Image.open(io.BytesIO(page.screenshot(type="png"))).convert("RGB"))
+    frame.info["element_boxes"] = {str(item[0]): [round(v, 1) for v in box] for item, box in zip(snap["items"], snap["boxes"])}
+    return frame
 
 
 def describe(items: list[list[Any]]) -> list[str]:
