@@ -127,23 +127,26 @@ def game_folder(game: dict[str, Any], split: str, root: Path | None = None) -> P
 
 def _write_game(game: dict[str, Any], folder: Path) -> None:
     data = game_data(game)
-    data["walkthrough"] = checked_walkthrough(game)
+    data["walkthrough"] = checked_walkthrough(game, data)
     atomic_write(folder / "traj_data.json", lambda f: f.write(json.dumps(traj_data(game), indent=1).encode()))
     atomic_write(folder / "game.tw-pddl", lambda f: f.write(json.dumps(data).encode()))
 
 
-def checked_walkthrough(game: dict[str, Any]) -> list[str]:
-    """The game's scripted walkthrough, replayed on the engine to a win (proving the game solvable);
-    fast-downward's plan if the script ever falls short."""
+def checked_walkthrough(game: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """The game's scripted walkthrough, replayed on the engine (playing ``data``, the game's
+    ``game.tw-pddl``) to a win, which proves the game solvable; fast-downward's plan if the script ever
+    falls short."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "game.tw-pddl"
-        path.write_text(json.dumps(game_data(game)))
+        path.write_text(json.dumps(data))
         engine = start_engine(path)
         try:
             names = {info.id: info.name for info in engine._entity_infos.values()}
             plan = scripted_walkthrough(game, {thor_id: names[mangle(thor_id).lower()] for thor_id in _ids(game)})
             if not _wins(engine, plan):
-                plan = engine._pddl_state.replan(engine._entity_infos) if engine.reset() else []
+                with ENGINE_LOCK:
+                    engine.reset()
+                plan = engine._pddl_state.replan(engine._entity_infos)
                 if not _wins(engine, plan):
                     raise RuntimeError(f"No winning walkthrough for the ALFWorld game {folder_name(game)}; it "
                                        "should not have been sampled (please report it).")
