@@ -13,6 +13,7 @@ demo: setup
 	@echo "Run folder: runs/demo (report.md, learning_curves.png, metrics.jsonl, final/ adapter)"
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: setup

@@ -2,12 +2,14 @@
 
 In the spirit of :func:`gymnasium.utils.env_checker.check_env`, plus what multi-turn agent training
 relies on: text actions, invalid actions as turns (never exceptions), the standard ``info`` keys,
-determinism under a seed, disjoint splits, and ``close()`` freeing every process and thread.
+determinism under a seed (a replayed action script gives the same episode in the same env and in a
+fresh one), disjoint splits, and ``close()`` freeing every process and thread.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
 from typing import Any, Callable
@@ -18,6 +20,16 @@ import psutil
 from agentgym.contract import INFO_KEYS, TextEnv
 
 INVALID_ACTIONS: tuple[Any, ...] = ("", "   ", "xyzzy plugh frobnicate 42", "\x00\ufffd", None, 17)
+
+DETERMINISM_STEPS = 30
+"""Default length of the action script the determinism check replays: long enough for a simulated
+process (heating, growth, pollination) to run for a few ticks, which a 5-step check never reaches."""
+
+_SHOWN_CHARS = 1500  # of each observation in a determinism report
+
+PROCESS_WIDE_THREADS = frozenset({"tqdm_monitor"})
+"""Threads a library starts once per process and keeps (tqdm's monitor starts with the first progress
+bar, even a disabled one, e.g. ``bm25s.tokenize``): not an env's to stop, so ``close()`` may leave them."""
 
 
 class EnvCheckError(AssertionError):
@@ -30,9 +42,10 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _resources() -> tuple[set[int], set[int]]:
-    """Live child processes and Python threads of this process."""
+    """Live child processes and Python threads of this process (bar :data:`PROCESS_WIDE_THREADS`)."""
     children = {child.pid for child in psutil.Process().children(recursive=True)}
-    return children, {thread.ident for thread in threading.enumerate() if thread.ident is not None}
+    return children, {thread.ident for thread in threading.enumerate()
+                      if thread.ident is not None and thread.name not in PROCESS_WIDE_THREADS}
 
 
 def _check_step_result(env: gym.Env, result: Any, where: str) -> None:
@@ -66,37 +79,134 @@ def _check_info(info: Any, where: str) -> None:
              f"{where}: info['won'] and info['invalid_action'] must be bool.")
 
 
-def _episode(env: gym.Env, seed: int, actions: int) -> list[tuple]:
-    """Reset with ``seed`` and take the first admissible action (or a fixed text) ``actions`` times."""
+def _script_action(env: gym.Env, observation: dict, rng: random.Random) -> Any:
+    """The next action of the determinism script: the expert's where it has one (it reaches the states
+    where simulated processes run), else a seeded pick among the admissible actions, else ``"look"``."""
+    expert = getattr(env.unwrapped, "expert_action", None)
+    action = expert() if expert is not None else None
+    if action is not None:
+        return action
+    admissible = observation["admissible_actions"]
+    return admissible[rng.randrange(len(admissible))] if admissible else "look"
+
+
+def _snapshot(observation: dict, info: dict, *step: Any) -> tuple:
+    """What must be equal when an episode is replayed: the observation (bar images), the info keys of the
+    contract, and ``step`` (the action and the step's reward and end flags)."""
+    return (*step, observation["text"], tuple(observation["admissible_actions"]), observation["state_key"],
+            info.get("task_id"), info.get("won"), info.get("invalid_action"), info.get("instruction"))
+
+
+_FIELDS = ("action", "reward", "terminated", "truncated", "text", "admissible_actions", "state_key", "task_id",
+           "won", "invalid_action", "instruction")
+
+
+def _record(env: gym.Env, seed: int, steps: int) -> tuple[list[Any], list[tuple]]:
+    """Play one episode from ``reset(seed=seed)`` choosing the script as it goes; return the script and
+    the episode's snapshots."""
+    rng = random.Random(seed)
     observation, info = env.reset(seed=seed)
-    trace = [(observation["text"], observation["state_key"], info["task_id"])]
-    for _ in range(actions):
-        admissible = observation["admissible_actions"]
-        observation, reward, terminated, truncated, info = env.step(admissible[0] if admissible else "look")
-        trace.append((observation["text"], observation["state_key"], reward, terminated, truncated))
+    script, trace = [], [_snapshot(observation, info, None, 0.0, False, False)]
+    for _ in range(steps):
+        action = _script_action(env, observation, rng)
+        observation, reward, terminated, truncated, info = env.step(action)
+        script.append(action)
+        trace.append(_snapshot(observation, info, action, reward, terminated, truncated))
+        if terminated or truncated:
+            break
+    return script, trace
+
+
+def _replay(env: gym.Env, seed: int, script: list[Any]) -> list[tuple]:
+    """The snapshots of ``reset(seed=seed)`` followed by ``script``."""
+    observation, info = env.reset(seed=seed)
+    trace = [_snapshot(observation, info, None, 0.0, False, False)]
+    for action in script:
+        observation, reward, terminated, truncated, info = env.step(action)
+        trace.append(_snapshot(observation, info, action, reward, terminated, truncated))
         if terminated or truncated:
             break
     return trace
 
 
-def check_env(env_or_factory: gym.Env | Callable[[], gym.Env] | str, *, seed: int = 0, steps: int = 5) -> None:
+def _compare(first: list[tuple], again: list[tuple], where: str, seed: int) -> None:
+    """Raise an :class:`EnvCheckError` naming the first step where ``again`` differs from ``first``."""
+    index = next((i for i, (one, other) in enumerate(zip(first, again)) if one != other), None)
+    if index is None:
+        if len(first) == len(again):
+            return
+        index = min(len(first), len(again))
+    one = first[index] if index < len(first) else None
+    other = again[index] if index < len(again) else None
+    differing = [name for name, a, b in zip(_FIELDS, one or (), other or ()) if a != b and name not in ("action", "text")]
+
+    def show(snapshot: tuple | None) -> str:
+        if snapshot is None:
+            return "(the episode had already ended)"
+        fields = dict(zip(_FIELDS, snapshot))
+        text = fields["text"] if len(fields["text"]) <= _SHOWN_CHARS else fields["text"][:_SHOWN_CHARS] + " [...]"
+        extras = ", ".join(f"{name}={fields[name]!r}" for name in differing)
+        return repr(text) + (f"\n    ({extras})" if extras else "")
+
+    step = "the reset" if index == 0 else f"step {index} (action {(one or other)[0]!r})"
+    raise EnvCheckError(
+        f"The env is not deterministic: replaying the same {len(first) - 1} actions after reset(seed={seed}) "
+        f"(task {first[0][_FIELDS.index('task_id')]!r}) in {where} differed from the first episode at {step}.\n"
+        f"  first episode:\n    {show(one)}\n  {where}:\n    {show(other)}")
+
+
+def _check_determinism(env: gym.Env, factory: Callable[[], gym.Env] | None, *, seed: int, steps: int) -> None:
+    """Replay a seeded action script in a second episode of ``env``, after an episode of another task so
+    the engine has a history, and in a fresh env from ``factory`` (when there is one)."""
+    script, first = _record(env, seed, steps)
+    _replay(env, seed + 1, script[: min(len(script), 5)])  # another episode in between: history
+    _compare(first, _replay(env, seed, script), "a second episode of the same env", seed)
+    if factory is None:
+        return
+    fresh = factory()
+    try:
+        again = _replay(fresh, seed, script)
+    finally:
+        fresh.close()
+    _compare(first, again, "a fresh env", seed)
+
+
+def check_env(env_or_factory: gym.Env | Callable[[], gym.Env] | str, *, seed: int = 0, steps: int = 5,
+              determinism_steps: int = DETERMINISM_STEPS) -> None:
     """Check that an environment follows the agentgym contract; raise :class:`EnvCheckError` if not.
 
     Pass an env id (``check_env("agentgym/TextWorld-Simple-v0")``) or a zero-argument factory to also
     check that ``close()`` frees everything the env started, including processes started in its
-    constructor; an env instance is checked for what it starts from reset on, and is closed.
+    constructor, and that a fresh env replays an episode the same way; an env instance is checked for
+    what it starts from reset on, its determinism only within itself, and is closed.
+
+    Args:
+        seed: the reset seed of the checks.
+        steps: the length of the short episodes that check types and invalid actions.
+        determinism_steps: the length of the action script (the expert's actions where the env has an
+            expert, else seeded picks among the admissible ones) recorded in one episode and replayed in
+            a second episode of the same env and in a fresh env; on a difference the error names the
+            first step that differs and shows both observations. ``0`` skips the replays.
     """
     baseline = _resources()
+    factory: Callable[[], gym.Env] | None
     if isinstance(env_or_factory, str):
         from agentgym.registry import make
 
-        env = make(env_or_factory, split="test" if "test" in _splits_of(env_or_factory) else "train")
+        env_id = env_or_factory
+        split = "test" if "test" in _splits_of(env_id) else "train"
+
+        def factory() -> gym.Env:
+            return make(env_id, split=split)
     elif isinstance(env_or_factory, gym.Env):
-        env = env_or_factory
+        factory = None
     else:
-        env = env_or_factory()
+        factory = env_or_factory
+    env = env_or_factory if isinstance(env_or_factory, gym.Env) else factory()
     try:
         _check(env, seed=seed, steps=steps)
+        if determinism_steps > 0:
+            _check_determinism(env, factory, seed=seed, steps=determinism_steps)
     finally:
         env.close()
     _check_close(baseline)
@@ -114,15 +224,12 @@ def _check(env: gym.Env, *, seed: int, steps: int) -> None:
     _require(isinstance(env.observation_space, gym.spaces.Dict), "observation_space must be a gymnasium Dict.")
     _require(isinstance(env.action_space, gym.spaces.Text), "action_space must be a text space.")
 
-    # Reset: types, info keys, instruction, and determinism under a seed.
+    # Reset: types, info keys, instruction (determinism under a seed is checked after the rest).
     observation, info = env.reset(seed=seed)
     _check_observation(env, observation, "reset()")
     _check_info(info, "reset()")
     _require(isinstance(info.get("instruction"), str) and info["instruction"].strip() != "",
              "reset(): info['instruction'] must be the episode's goal text.")
-    first = _episode(env, seed, steps)
-    second = _episode(env, seed, steps)
-    _require(first == second, "Two episodes with the same seed and actions differed: the env is not deterministic.")
 
     # Steps: types on every step of a short episode.
     observation, info = env.reset(seed=seed)

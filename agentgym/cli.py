@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import gymnasium
+
+DEBUG_ENV = "AGENTGYM_DEBUG"
 
 EPILOG = """\
 examples:
@@ -28,11 +32,18 @@ examples:
   agentgym eval ENV_ID --policy openai:gpt-4o-mini              OpenAI (OPENAI_API_KEY)
   agentgym eval ENV_ID --policy openai:Qwen2.5-7B@http://127.0.0.1:8000/v1   a vLLM server
   agentgym serve-policy --model embedded --port 8000            serve a model to OpenAI-compatible clients
+  agentgym serve-env agentgym/TextWorld-CoinCollector-v0 --port 8100
+                                                  serve an env over OpenEnv; play it as openenv:http://127.0.0.1:8100
   agentgym train configs/grpo-coin-level5.yaml iterations=10 lr=3e-5
                                                   train (trainer: grpo | epo | ppo | sft | pipeline);
                                                   --resume continues a killed run
   agentgym report results/*.json                  result files as one Markdown table
+  agentgym view runs/demo --out demo.html         see episodes, groups and curves in one shareable HTML file
+  agentgym view runs/demo results/*.json --serve  the same from a local server (large runs; compare several)
   agentgym doctor                                 what is installed, and how to fix what is not
+  agentgym eval user/MyGame-v0 --import mygame    an env your module registers (agentgym.register) on import;
+                                                  or name it module:id: agentgym eval mygame:user/MyGame-v0
+  agentgym --debug eval ...                       the full traceback of an error (or AGENTGYM_DEBUG=1)
 
 policies: random | oracle | embedded | tiny | hf:PATH | openai:MODEL[@BASE_URL]
   settings with --policy-kwargs, e.g. '{"mode": "generate", "temperature": 0.7}'
@@ -50,7 +61,11 @@ def _parse_json_object(text: str) -> dict:
 
 
 def _add_env_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
-    parser.add_argument("env_id", help="an env id from `agentgym list`, e.g. agentgym/TextWorld-CoinCollector-v0")
+    parser.add_argument("env_id", help="an env id from `agentgym list`, e.g. agentgym/TextWorld-CoinCollector-v0; "
+                                       "module:ENV_ID imports the module that registers ENV_ID first")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first, e.g. one that calls agentgym.register (repeatable; the "
+                             "current folder is searched too)")
     parser.add_argument("--split", default=default_split, help=f"task split (default: {default_split})")
     parser.add_argument("--env-kwargs", type=_parse_json_object, default={}, metavar="JSON",
                         help='constructor arguments of the env, e.g. \'{"max_turns": 30}\'')
@@ -63,8 +78,9 @@ def _add_policy_kwargs(parser: argparse.ArgumentParser) -> None:
 
 def _add_pool_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-envs", type=int, default=4, help="environments stepped together (default: 4)")
-    parser.add_argument("--concurrency", choices=("auto", "sequential", "thread", "process"), default="auto",
-                        help="how the environments run; auto takes the family's measured best (default: auto)")
+    parser.add_argument("--concurrency", choices=("auto", "sequential", "thread", "process", "ray"), default="auto",
+                        help="how the environments run; auto takes the family's measured best; ray: one Ray "
+                             "actor per env, on $RAY_ADDRESS or a local Ray instance (default: auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,15 +150,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("doctor", help="check the install and say how to fix what is missing")
 
+    view = commands.add_parser(
+        "view", help="see what the agent did: episodes, groups and runs in a browser",
+        description="Open turn records (.jsonl), `agentgym eval` result files (.json) and run folders (several "
+                    "to compare them): an episode list to filter and sort, each episode turn by turn, groups side "
+                    "by side, learning curves and held-out results. --out writes one self-contained HTML file "
+                    "(no network); --serve serves the page from 127.0.0.1 and loads episodes as they are opened.")
+    view.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                      help="a turn-record .jsonl, a result .json, a run folder, or a folder of run folders")
+    shown = view.add_mutually_exclusive_group(required=True)
+    shown.add_argument("--out", type=Path, metavar="FILE.html", help="write one self-contained HTML file")
+    shown.add_argument("--serve", action="store_true", help="serve the viewer at http://127.0.0.1:PORT/")
+    view.add_argument("--port", type=int, default=8765, help="port for --serve (default: 8765; 0 takes a free one)")
+    view.add_argument("--tokenizer", default=None, metavar="PATH",
+                      help="a tokenizer folder to decode reply tokens with ('none': never decode; default: the "
+                           "run's final/ or the cached tokenizer of the model the records name, when on disk)")
+    view.add_argument("--env-kwargs", type=_parse_json_object, default={}, metavar="JSON",
+                      help="constructor arguments of the envs, for re-rendering screens (a run's config.json "
+                           "gives its own)")
+    view.add_argument("--no-screens", action="store_true", help="do not re-render screenshots of image envs")
+    view.add_argument("--max-episodes", type=int, default=1000,
+                      help="--out: full records embedded at most (default: 1000; the list shows every episode)")
+    view.add_argument("--max-screens", type=int, default=60, help="--out: screenshots embedded at most (default: 60)")
+
     trainer = commands.add_parser(
         "train", help="train a policy from a YAML config (GRPO, GiGPO, EPO, ...)",
         description="Train with the trainer the config names (`trainer: grpo` or `trainer: epo`); every other "
                     "key is a setting of that trainer's config. key=value arguments override the file, e.g. "
                     "`agentgym train configs/demo.yaml iterations=5 lr=3e-5`. The run folder (output_dir) "
                     "gets metrics.jsonl, TensorBoard logs, checkpoint.pt, learning_curves.png and report.md.")
-    trainer.add_argument("config", type=Path, help="YAML config file (see configs/)")
+    trainer.add_argument("config", type=Path, nargs="?", help="YAML config file (see configs/)")
     trainer.add_argument("overrides", nargs="*", metavar="key=value", help="settings that override the file")
     trainer.add_argument("--resume", action="store_true", help="continue the run in output_dir from its checkpoint")
+    trainer.add_argument("--help-config", metavar="TRAINER", default=None,
+                         help="print every setting of TRAINER (grpo, epo, ppo, sft, ...) with its default and meaning")
 
     server = commands.add_parser(
         "serve-policy", help="serve a local model over an OpenAI-compatible HTTP API",
@@ -156,6 +197,37 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     server.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on every request")
     server.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+    env_server = commands.add_parser(
+        "serve-env", help="serve an env id over the OpenEnv protocol (HTTP and WebSocket sessions)",
+        description="Serve ENV_ID through openenv-core's server at http://HOST:PORT: WebSocket sessions at /ws, HTTP "
+                    "sessions at /reset, /step, /state and /close, and /schema, /health. Each session owns one env. "
+                    "Play it from agentgym with agentgym.make('openenv:http://HOST:PORT') or ENV_ID "
+                    "openenv:http://HOST:PORT on any command. Needs the server extra.")
+    env_server.add_argument("env_id", help="an env id from `agentgym list`; module:ENV_ID imports the module first")
+    env_server.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                            help="import MODULE first, e.g. one that calls agentgym.register (repeatable)")
+    env_server.add_argument("--split", dest="splits", nargs="+", default=None, metavar="SPLIT",
+                            help="the splits sessions may play; the first is the default (default: every split)")
+    env_server.add_argument("--env-kwargs", type=_parse_json_object, default={}, metavar="JSON",
+                            help='constructor arguments of every session\'s env, e.g. \'{"max_turns": 30}\'')
+    env_server.add_argument("--host", default="127.0.0.1",
+                            help="interface to bind (default: 127.0.0.1, this machine only)")
+    env_server.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    env_server.add_argument("--api-key", default=None,
+                            help="require 'Authorization: Bearer KEY' on every request and WebSocket handshake")
+    env_server.add_argument("--max-sessions", type=int, default=16,
+                            help="sessions open at once; past it a new one is refused, not queued (default: 16)")
+    env_server.add_argument("--idle-timeout", type=float, default=300.0,
+                            help="seconds after which an idle session is closed and its env freed (default: 300)")
+    env_server.add_argument("--max-body", type=int, default=1 << 20,
+                            help="largest request body or WebSocket message in bytes (default: 1 MiB)")
+
+    debug_help = f"on an error, show the full traceback (or set {DEBUG_ENV}=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    # Also accepted after the command; SUPPRESS keeps the top-level value when it is not given there.
+    for command in commands.choices.values():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
@@ -335,14 +407,66 @@ def read_config(path: Path) -> Any:
     return yaml.load(path.read_text(), Loader=UniqueKeyLoader)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def import_modules(names: list[str]) -> None:
+    """Import modules that register env ids (``--import``, the ``module:`` of ``module:ENV_ID``, a config's
+    ``imports:``). The current folder is searched too, as ``python -m`` would; worker processes import
+    each module that registered an id they make (:attr:`agentgym.registry.EnvSpec.module`)."""
+    if names and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in names:
+        importlib.import_module(name)
+
+
+def _resolve_env_id(args: argparse.Namespace) -> None:
+    """Import the ``--import`` modules and the ``module`` of ``module:ENV_ID`` (Gymnasium's form)."""
+    modules = list(args.imports)
+    module, colon, env_id = args.env_id.partition(":")
+    if colon and not args.env_id.startswith("openenv:"):  # openenv:URL is a server session, not module:ENV_ID
+        if not module or not env_id:
+            raise ValueError(f"{args.env_id!r}: write module:ENV_ID, e.g. mygame:user/MyGame-v0.")
+        modules.append(module)
+        args.env_id = env_id
+    import_modules(modules)
+
+
+def _trainers() -> dict[str, Any]:
     import importlib.metadata
 
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group="agentgym.trainers")}
+
+
+def _help_config(name: str) -> int:
+    import importlib
+
+    trainers = _trainers()
+    if name not in trainers:
+        raise ValueError(f"Unknown trainer {name!r}; installed trainers: {', '.join(sorted(trainers))}.")
+    module = importlib.import_module(trainers[name].module)
+    config_class = getattr(module, "CONFIG", None)
+    if config_class is None:
+        print((module.__doc__ or f"{name} has no settings of its own.").strip())
+        return 0
+    print(f"Settings of `trainer: {name}` ({config_class.__name__}); set them in the YAML or as key=value:\n")
+    print(config_class.describe())
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.help_config:
+        return _help_config(args.help_config)
+    if args.config is None:
+        raise ValueError("agentgym train needs a YAML config (see configs/), or --help-config TRAINER.")
     settings = read_config(args.config) or {}
     if not isinstance(settings, dict):
         raise ValueError(f"{args.config} must hold a mapping of settings.")
+    imports = settings.pop("imports", None) or []
+    if isinstance(imports, str):
+        imports = [imports]
+    if not (isinstance(imports, list) and all(isinstance(name, str) for name in imports)):
+        raise ValueError(f"{args.config}: imports must be a list of module names, e.g. imports: [mygame].")
+    import_modules(imports)
     name = settings.pop("trainer", "grpo")
-    trainers = {ep.name: ep for ep in importlib.metadata.entry_points(group="agentgym.trainers")}
+    trainers = _trainers()
     if name not in trainers:
         raise ValueError(f"Unknown trainer {name!r} in {args.config}; installed trainers: {', '.join(sorted(trainers))}.")
     overrides = list(args.overrides) + (["resume=true"] if args.resume else [])
@@ -359,6 +483,15 @@ def _cmd_serve_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_env(args: argparse.Namespace) -> int:
+    from agentgym.envserver.server import serve
+
+    serve(args.env_id, splits=tuple(args.splits) if args.splits else None, env_kwargs=args.env_kwargs,
+          host=args.host, port=args.port, api_key=args.api_key, max_sessions=args.max_sessions,
+          idle_timeout=args.idle_timeout, max_body=args.max_body)
+    return 0
+
+
 def _cmd_doctor(_: argparse.Namespace) -> int:
     from agentgym.doctor import report, run_checks
 
@@ -367,19 +500,47 @@ def _cmd_doctor(_: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from agentgym.viewer import open_viewer, serve, write_html
+
+    viewer = open_viewer(args.paths, tokenizer=args.tokenizer, screens=not args.no_screens, env_kwargs=args.env_kwargs)
+    try:
+        for warning in viewer.collection.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if args.serve:
+            serve(viewer, port=args.port)
+        else:
+            path = write_html(viewer, args.out, max_episodes=args.max_episodes, max_screens=args.max_screens)
+            print(f"wrote {path} ({viewer.collection.index()['total']} episodes); open it in a browser")
+    finally:
+        viewer.close()
+    return 0
+
+
+def _debugging(args: argparse.Namespace) -> bool:
+    """``--debug`` or ``AGENTGYM_DEBUG`` set to 1 (true, yes, on)."""
+    return args.debug or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"list": _cmd_list, "play": _cmd_play, "rollout": _cmd_rollout, "collect": _cmd_rollout,
                "eval": _cmd_eval, "report": _cmd_report, "doctor": _cmd_doctor, "serve-policy": _cmd_serve_policy,
-               "train": _cmd_train}[args.command]
+               "serve-env": _cmd_serve_env,
+               "train": _cmd_train, "view": _cmd_view}[args.command]
     try:
+        if hasattr(args, "env_id"):
+            _resolve_env_id(args)
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, ModuleNotFoundError, FileNotFoundError, ConnectionError, PermissionError, RuntimeError,
             gymnasium.error.Error) as error:
-        print(f"agentgym {args.command}: error: {error}", file=sys.stderr)
+        if _debugging(args):
+            raise
+        hint = f"(run with --debug or {DEBUG_ENV}=1 for the traceback)"
+        print(f"agentgym {args.command}: error: {error} {hint}", file=sys.stderr)
         return 2
 
 

@@ -13,8 +13,9 @@ import abc
 import hashlib
 import re
 import string
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -140,6 +141,33 @@ class Frame:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class _Episode:
+    """The base class's state of the current episode, kept in one private slot of :class:`TextEnv`."""
+
+    task: Task | None = None
+    frame: Frame | None = None  # the current state's frame: an invalid turn does not replace it
+    turn: int = 0
+    over: bool = False
+
+
+RESERVED_NAMES: frozenset[str] = frozenset(
+    {"tasks", "task", "turn", "current_frame", "episode_over", "get_task", "invalid_frame"})
+"""Names a :class:`TextEnv` subclass may not define: the base class's read-only episode state and the
+helpers it relies on. Defining one is a ``TypeError`` when the subclass is created."""
+
+
+def _read_only(getter):
+    """A property whose assignment fails with a message that says whose state it is."""
+    name = getter.__name__
+
+    def refuse(self, value):
+        raise AttributeError(f"{type(self).__name__}.{name} is read-only: TextEnv owns the episode state. "
+                             f"Keep the family's own state under another name.")
+
+    return property(getter, refuse, doc=getter.__doc__)
+
+
 class TextEnv(gym.Env[dict, str], abc.ABC):
     """Base class of agentgym environments: a Gymnasium env with text actions and text-first observations.
 
@@ -169,6 +197,16 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
 
     Subclasses implement :meth:`load_tasks`, :meth:`_start`, :meth:`_act` and, if they hold
     processes or files, :meth:`close`; an expert where the family has one (:meth:`expert_action`).
+
+    Episode state:
+        The base class keeps the episode's task, turn count, current frame and end flag in one
+        name-mangled slot that no subclass attribute can overwrite, so a family is free to name its
+        own helpers ``_frame``, ``_task``, ``_done`` and the like. Families read that state through
+        the read-only properties :attr:`task`, :attr:`turn`, :attr:`current_frame` and
+        :attr:`episode_over`, and build the frame of an action they reject with
+        :meth:`invalid_frame`. A subclass that defines one of :data:`RESERVED_NAMES` is rejected
+        with a ``TypeError`` when the class is created (not at the first reset); assigning one
+        (``self.task = ...``) raises ``AttributeError``.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"]}
@@ -180,6 +218,23 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
     it (:attr:`Frame.invalid`)."""
     image_shape: ClassVar[tuple[int, int, int] | None] = None
 
+    @classmethod
+    def turn_budget(cls, max_turns: int | None = None, **kwargs: Any) -> int:
+        """The ``max_turns`` an env made with these constructor arguments has, without making it (no
+        engine starts): ``max_turns`` when given, else :attr:`default_max_turns`. A family whose
+        budget depends on other arguments (a game's own limit, a number of steps) overrides this and
+        uses it in ``__init__``."""
+        return int(max_turns or cls.default_max_turns)
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        clashes = sorted(name for name in vars(cls) if name in RESERVED_NAMES or name.startswith("_TextEnv__"))
+        if clashes:
+            raise TypeError(
+                f"{cls.__qualname__} defines {', '.join(map(repr, clashes))}, which TextEnv reserves for its own "
+                f"episode state and helpers ({', '.join(sorted(RESERVED_NAMES))}). Rename it; read the "
+                "episode's state through those read-only properties.")
+
     def __init__(self, split: str = "train", *, max_turns: int | None = None, render_mode: str | None = None):
         if split not in self.splits:
             raise ValueError(f"Unknown split {split!r}; this env has the splits {', '.join(self.splits)}.")
@@ -190,12 +245,9 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
         self.render_mode = render_mode
         self.observation_space = text_observation_space(self.image_shape)
         self.action_space = UnicodeText()
-        self._tasks: tuple[Task, ...] | None = None
-        self._task_index: dict[str, Task] | None = None
-        self._task: Task | None = None
-        self._frame: Frame | None = None
-        self._turn = 0
-        self._done = False
+        self.__tasks: tuple[Task, ...] | None = None
+        self.__task_index: dict[str, Task] | None = None
+        self.__episode = _Episode()
 
     # ------------------------------------------------------------------ family hooks
     @abc.abstractmethod
@@ -217,32 +269,64 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
         """
         return None
 
-    # ------------------------------------------------------------------ tasks
-    @property
+    # ------------------------------------------------------------------ tasks and episode state (read-only)
+    @_read_only
     def tasks(self) -> tuple[Task, ...]:
         """The tasks of this env's split."""
-        if self._tasks is None:
-            self._tasks = tuple(self.load_tasks(self.split))
-            self._task_index = {task.id: task for task in self._tasks}
-            if len(self._task_index) != len(self._tasks):
+        if self.__tasks is None:
+            self.__tasks = tuple(self.load_tasks(self.split))
+            self.__task_index = {task.id: task for task in self.__tasks}
+            if len(self.__task_index) != len(self.__tasks):
                 raise ValueError(f"Split {self.split!r} repeats a task id.")
-        return self._tasks
-
-    @property
-    def task(self) -> Task | None:
-        """The task of the current episode."""
-        return self._task
+        return self.__tasks
 
     def get_task(self, task_id: str) -> Task:
+        """The task ``task_id`` of this env's split; a ``ValueError`` naming the split if it is not in it."""
         self.tasks  # noqa: B018 - builds the index
-        assert self._task_index is not None
+        assert self.__task_index is not None
         try:
-            return self._task_index[task_id]
+            return self.__task_index[task_id]
         except KeyError:
             raise ValueError(
                 f"Task {task_id!r} is not in split {self.split!r} of this env "
-                f"({len(self._task_index)} tasks; list them with env.unwrapped.tasks)."
+                f"({len(self.__task_index)} tasks; list them with env.unwrapped.tasks)."
             ) from None
+
+    @_read_only
+    def task(self) -> Task | None:
+        """The task of the current episode (set before :meth:`_start` runs); ``None`` before the first reset."""
+        return self.__episode.task
+
+    @_read_only
+    def turn(self) -> int:
+        """Turns taken in the current episode, invalid ones included (0 after a reset)."""
+        return self.__episode.turn
+
+    @_read_only
+    def current_frame(self) -> Frame | None:
+        """The frame of the current state: the last one the engine reported that was not invalid.
+
+        ``None`` before the first reset and while :meth:`_start` runs. Read it, do not change it.
+        """
+        return self.__episode.frame
+
+    @_read_only
+    def episode_over(self) -> bool:
+        """Whether the current episode terminated or was truncated (``False`` before the first reset)."""
+        return self.__episode.over
+
+    def invalid_frame(self, text: str) -> Frame:
+        """The frame of an action that was rejected: ``text`` as feedback, the current state's admissible
+        actions and state key, a copy of its image where the family renders one, ``invalid=True``.
+
+        For a family's :meth:`_act` when its engine refuses an action; the base class uses it too.
+        """
+        current = self.__episode.frame
+        if current is None:
+            return Frame(text=text, invalid=True)
+        # A copy of the image: each step returns its own observation, as Gymnasium expects.
+        return Frame(text=text, admissible_actions=current.admissible_actions, state_key=current.state_key,
+                     image=None if current.image is None else current.image.copy(), invalid=True)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
@@ -252,57 +336,51 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
             task = self.get_task(options["task_id"])
         else:
             task = self.tasks[int(self.np_random.integers(len(self.tasks)))]
-        self._task = task
-        self._turn = 0
-        self._done = False
+        episode = self.__episode = _Episode(task=task)
         try:
-            self._frame = self._start(task)
+            frame = self._start(task)
         except EngineCrashed:  # the engine died between episodes: one retry on a fresh engine
-            self._frame = self._start(task)
-        info = self._info(self._frame, invalid=False)
-        info["instruction"] = self._frame.info.get("instruction", task.instruction)
-        return self._observation(self._frame), info
+            frame = self._start(task)
+        episode.frame = frame
+        info = self.__info(frame, invalid=False)
+        info["instruction"] = frame.info.get("instruction", task.instruction)
+        return self.__observation(frame), info
 
     def step(self, action: str):
-        if self._frame is None:
+        episode = self.__episode
+        if episode.frame is None:
             raise gym.error.ResetNeeded("Call reset() before step().")
-        if self._done:
+        if episode.over:
             raise gym.error.ResetNeeded("The episode has ended; call reset() before stepping again.")
-        self._turn += 1
+        episode.turn += 1
         accepted, feedback = self._admit(action)
         if accepted is None:
-            frame = Frame(
-                text=feedback,
-                admissible_actions=self._frame.admissible_actions,
-                state_key=self._frame.state_key,
-                # A copy: each step returns its own observation, as Gymnasium expects.
-                image=None if self._frame.image is None else self._frame.image.copy(),
-                invalid=True,
-            )
+            frame = self.invalid_frame(feedback)
         else:
             try:
                 frame = self._act(accepted)
             except EngineCrashed as crash:
-                frame = Frame(text=f"The environment's engine crashed ({crash}); this episode is cut short.",
-                              state_key=self._frame.state_key, info={"engine_crashed": True},
-                              image=None if self._frame.image is None else self._frame.image.copy())
+                frame = replace(self.invalid_frame(f"The environment's engine crashed ({crash}); this episode is "
+                                                   "cut short."),
+                                admissible_actions=(), invalid=False, info={"engine_crashed": True})
             if frame.invalid:
                 # The engine rejected the action itself: the state did not move.
-                frame.state_key = frame.state_key or self._frame.state_key
+                frame.state_key = frame.state_key or episode.frame.state_key
         if not frame.invalid:
-            self._frame = frame
+            episode.frame = frame
         terminated = bool(frame.terminated)
-        truncated = not terminated and (self._turn >= self.max_turns or frame.info.get("engine_crashed", False))
-        self._done = terminated or truncated
-        observation = self._observation(frame)
+        truncated = not terminated and (episode.turn >= self.max_turns or frame.info.get("engine_crashed", False))
+        episode.over = terminated or truncated
+        observation = self.__observation(frame)
         if self.render_mode == "human":
-            print(self._render_text(observation))
-        return observation, float(frame.reward), terminated, truncated, self._info(frame, invalid=frame.invalid)
+            print(self.__render_text(observation))
+        return observation, float(frame.reward), terminated, truncated, self.__info(frame, invalid=frame.invalid)
 
     def render(self):
-        if self._frame is None or self.render_mode is None:
+        frame = self.__episode.frame
+        if frame is None or self.render_mode is None:
             return None
-        text = self._render_text(self._observation(self._frame))
+        text = self.__render_text(self.__observation(frame))
         if self.render_mode == "human":
             print(text)
             return None
@@ -310,12 +388,15 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
 
     # ------------------------------------------------------------------ internals
     def _admit(self, action: Any) -> tuple[str | None, str]:
-        """Match an action to the engine's spelling, or explain why it is an invalid turn."""
+        """Match an action to the engine's spelling, or explain why it is an invalid turn: the accepted
+        spelling and ``""``, or ``None`` and the feedback. A family may override it (with care: it is
+        what keeps junk from reaching the engine)."""
         if not isinstance(action, str):
             return None, f"Invalid action: expected text, got {type(action).__name__}. Nothing happened."
         if not action.strip():
             return None, "Invalid action: the action was empty. Nothing happened."
-        admissible = self._frame.admissible_actions if self._frame else ()
+        current = self.__episode.frame
+        admissible = current.admissible_actions if current else ()
         if not admissible:
             return action.strip(), ""
         if action in admissible:  # the common case, without normalising every candidate
@@ -333,7 +414,7 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
             "Reply with exactly one of the admissible actions."
         )
 
-    def _observation(self, frame: Frame) -> dict[str, Any]:
+    def __observation(self, frame: Frame) -> dict[str, Any]:
         observation: dict[str, Any] = {
             "text": frame.text,
             "admissible_actions": tuple(frame.admissible_actions),
@@ -343,20 +424,21 @@ class TextEnv(gym.Env[dict, str], abc.ABC):
             observation["image"] = frame.image
         return observation
 
-    def _info(self, frame: Frame, *, invalid: bool) -> dict[str, Any]:
-        assert self._task is not None
+    def __info(self, frame: Frame, *, invalid: bool) -> dict[str, Any]:
+        episode = self.__episode
+        assert episode.task is not None
         info = dict(frame.info)
         info.update(
-            task_id=self._task.id,
+            task_id=episode.task.id,
             split=self.split,
             won=bool(frame.won) and not invalid,
             invalid_action=bool(invalid),
-            turn=self._turn,
+            turn=episode.turn,
         )
         return info
 
     @staticmethod
-    def _render_text(observation: Mapping[str, Any]) -> str:
+    def __render_text(observation: Mapping[str, Any]) -> str:
         lines = [observation["text"]]
         if observation["admissible_actions"]:
             lines.append("Admissible actions: " + " | ".join(observation["admissible_actions"]))

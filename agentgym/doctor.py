@@ -1,29 +1,52 @@
-"""``agentgym doctor``: what this install can run, and the exact fix for each missing piece."""
+"""``agentgym doctor``: what this install can run, and the exact fix for each missing piece.
+
+The core checks what every install needs (Python, gymnasium, the cache folder, the env registry) and
+the LLM stack. Each env family declares its own checks — its packages, and the runtimes it uses (Java
+for the JVM families, Chromium for the browser families) — through an ``agentgym.doctor`` entry point:
+a name and a function that returns a list of :class:`Check`. The doctor discovers them the way the
+registry discovers families, reports a check that several families declare once (naming them all), and
+reports a check function that fails instead of crashing. The helpers below (:func:`package_check`,
+:func:`binary_check`, :func:`file_check`) build the usual kinds.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import re
 import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from agentgym.paths import cache_dir
+
+ENTRY_POINT_GROUP = "agentgym.doctor"
+"""Entry-point group of the families' checks: ``name = "module:function"``, the function returning a list
+of :class:`Check`."""
 
 
 @dataclass
 class Check:
+    """One line of the report.
+
+    ``name`` identifies what is checked (checks of the same name from several families are one line);
+    ``detail`` says what was found (a version, a path) or what is missing and what for; ``fix`` is the
+    exact command that fixes it; ``required`` marks what the core cannot run without; ``families`` is
+    filled in by the doctor with the families that declared the check.
+    """
+
     name: str
     ok: bool
     detail: str
     fix: str = ""
     required: bool = False
+    families: tuple[str, ...] = ()
 
 
-def _package(name: str, extra: str, purpose: str, required: bool = False) -> Check:
+def package_check(name: str, extra: str, purpose: str, required: bool = False) -> Check:
+    """Whether the Python distribution ``name`` is installed; the fix installs agentgym's ``extra``."""
     try:
         version = importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -32,47 +55,36 @@ def _package(name: str, extra: str, purpose: str, required: bool = False) -> Che
     return Check(f"python: {name}", True, version, required=required)
 
 
-def _java() -> Check:
-    java = shutil.which("java")
-    fix = "sudo apt-get install -y default-jre-headless   (Java 17+, for ScienceWorld and TextWorldExpress)"
-    if java is None:
-        return Check("java", False, "not found", fix)
-    try:
-        output = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20).stderr
-    except (OSError, subprocess.SubprocessError) as error:
-        return Check("java", False, f"{java} does not run ({error})", fix)
-    match = re.search(r'version "(\d+)', output)
-    major = int(match.group(1)) if match else 0
-    if major < 17:
-        return Check("java", False, f"{java} is Java {major or '?'}; 17+ is needed", fix)
-    return Check("java", True, f"Java {major} at {java}")
+def file_check(name: str, path: str | Path, fix: str) -> Check:
+    """Whether the file ``path`` exists."""
+    found = Path(path).exists()
+    return Check(name, found, str(path) if found else "not found", "" if found else fix)
 
 
-def _alfworld() -> Check:
-    """The alfworld wheel and the fast-downward library it builds from source (cmake + g++)."""
-    check = _package("alfworld", "alfworld", "ALFWorld household tasks")
+def binary_check(name: str, path: str, fix: str) -> Check:
+    """Whether the program ``name`` is on the PATH (or at ``path``)."""
+    found = shutil.which(name) or (path if shutil.which(path) else None)
+    return Check(name, found is not None, found or "not found", "" if found else fix)
+
+
+def alfworld_checks() -> list[Check]:
+    """The alfworld wheel and the fast-downward library it builds from source (cmake + g++).
+
+    Declared by the ALFWorld family's entry point; it moves to ``agentgym.envs.alfworld`` with that
+    family's next change (the entry point's target moves with it)."""
+    check = package_check("alfworld", "alfworld", "ALFWorld household tasks")
     if not check.ok:
         check.fix = "sudo apt-get install -y cmake g++ && pip install 'agentgym[alfworld]'   (fast-downward compiles)"
-        return check
+        return [check]
     try:
         import fast_downward
 
         fast_downward.load_lib()
     except (ImportError, OSError) as error:
-        return Check("python: fast-downward", False, f"its library does not load ({error})",
-                     "sudo apt-get install -y cmake g++ && pip install --force-reinstall --no-cache-dir "
-                     "fast-downward-textworld")
-    return check
-
-
-def _file(name: str, path: str, fix: str) -> Check:
-    found = Path(path).exists()
-    return Check(name, found, path if found else "not found", "" if found else fix)
-
-
-def _binary(name: str, path: str, fix: str) -> Check:
-    found = shutil.which(name) or (path if shutil.which(path) else None)
-    return Check(name, found is not None, found or "not found", "" if found else fix)
+        return [Check("python: fast-downward", False, f"its library does not load ({error})",
+                      "sudo apt-get install -y cmake g++ && pip install --force-reinstall --no-cache-dir "
+                      "fast-downward-textworld")]
+    return [check]
 
 
 def _embedded_model() -> Check:
@@ -112,29 +124,48 @@ def _registered_envs() -> Check:
     return Check("env registry", bool(ids), f"{len(ids)} env ids", "" if ids else "pip install 'agentgym[textworld]'", True)
 
 
+def family_checks(entry_points: Iterable[Any] | None = None) -> list[Check]:
+    """The checks every installed family declares (entry-point group ``agentgym.doctor``), families in
+    alphabetical order, one line per check name: a check several families declare (a shared runtime) appears once with all their
+    names, and where they disagree the failing one is kept. A family whose check function cannot be
+    loaded, raises or returns something else than checks gives a failed check naming it, not an error.
+    """
+    if entry_points is None:
+        entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    merged: dict[str, Check] = {}
+    for entry_point in sorted(entry_points, key=lambda entry_point: entry_point.name):
+        family = entry_point.name
+        try:
+            function: Callable[[], Any] = entry_point.load()
+            checks = list(function())
+            if not all(isinstance(check, Check) for check in checks):
+                raise TypeError("it must return a list of agentgym.doctor.Check")
+        except Exception as error:  # noqa: BLE001 - one broken plug-in must not hide the others' report
+            checks = [Check(f"checks of {family}", False, f"the family's doctor checks failed: "
+                                                           f"{type(error).__name__}: {error}",
+                            f"fix or reinstall the package behind {entry_point.value} "
+                            f"(entry point {family!r} of group {ENTRY_POINT_GROUP!r})")]
+        for check in checks:
+            kept = merged.get(check.name)
+            families = (kept.families if kept else ()) + (family,)
+            if kept is None or (kept.ok and not check.ok):
+                kept = check
+            merged[check.name] = replace(kept, families=tuple(dict.fromkeys(families)))
+    return list(merged.values())
+
+
 def run_checks() -> list[Check]:
-    chromium_fix = "sudo apt-get install -y chromium chromium-driver   (web and GUI families)"
+    """The core checks, every family's, then the LLM stack's."""
     return [
         Check("python", sys.version_info >= (3, 10), sys.version.split()[0], "use Python 3.10 or newer", True),
-        _package("gymnasium", "textworld", "the env contract", required=True),
+        package_check("gymnasium", "textworld", "the env contract", required=True),
         _cache(),
         _registered_envs(),
-        _package("textworld", "textworld", "TextWorld families"),
-        _package("scienceworld", "scienceworld", "ScienceWorld family"),
-        _package("textworld-express", "scienceworld", "TextWorldExpress family"),
-        _java(),
-        _package("playwright", "web", "web and GUI families"),
-        _binary("chromium", "/usr/bin/chromium", chromium_fix),
-        _binary("chromedriver", "/usr/bin/chromedriver", chromium_fix),
-        _file("Font Awesome", "/usr/share/fonts/truetype/font-awesome/fontawesome-webfont.ttf",
-              "sudo apt-get install -y fonts-font-awesome   (icons of the GUI screens)"),
-        _package("bm25s", "search", "search family"),
-        _package("pettingzoo", "multiagent", "multi-agent games"),
-        _alfworld(),
-        _package("torch", "llm", "LLM policies and trainers; install torch==2.13.0 first for the CPU build"),
-        _package("transformers", "llm", "LLM policies and trainers"),
-        _package("openai", "llm", "OpenAI-compatible policies"),
-        _package("fastapi", "llm", "agentgym serve-policy"),
+        *family_checks(),
+        package_check("torch", "llm", "LLM policies and trainers; install torch==2.13.0 first for the CPU build"),
+        package_check("transformers", "llm", "LLM policies and trainers"),
+        package_check("openai", "llm", "OpenAI-compatible policies"),
+        package_check("fastapi", "llm", "agentgym serve-policy"),
         _embedded_model(),
     ]
 
@@ -148,6 +179,8 @@ def report(checks: list[Check]) -> tuple[str, bool]:
         lines.append(f"[{mark}] {check.name.ljust(width)}  {check.detail}")
         if not check.ok and check.fix:
             lines.append(f"       {' ' * width}  fix: {check.fix}")
+        if not check.ok and check.families:
+            lines.append(f"       {' ' * width}  needed by: {', '.join(check.families)}")
     healthy = all(check.ok for check in checks if check.required)
     missing = sum(not check.ok for check in checks)
     if healthy and not missing:

@@ -118,6 +118,7 @@ def evaluate(
     return {
         "env_id": env_id,
         "split": split,
+        "env_kwargs": dict(env_kwargs or {}),
         "policy": policy_config or {"name": policy},
         "seeds": list(seeds),
         "episodes_per_seed": count,

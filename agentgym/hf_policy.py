@@ -22,9 +22,11 @@ collects log-probs and entropies on the way, all of which ``generate`` does not.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +55,13 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
             raise ValueError(f"Invalid sampling settings: {self}")
+
+
+def log_softmax_entropy(logits: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of ``softmax(logits / temperature)`` over the last axis, and that distribution's
+    entropy: the one place where every sampled, scored and trained token's numbers come from."""
+    log_p = F.log_softmax(logits / temperature, dim=-1)
+    return log_p, -(log_p.exp() * log_p).sum(-1)
 
 
 def _select_rows(cache: DynamicCache, index: torch.Tensor, length: int | None = None) -> DynamicCache:
@@ -123,7 +132,7 @@ class HFPolicy(Policy):
         self._generator.manual_seed(seed if seed is not None else torch.seed())
         self._prefix_tokens: tuple[int, ...] = ()
         self._prefix: DynamicCache | None = None
-        self._prefix_version = -1
+        self._reference: Any = None  # see keep_reference()
 
     # ------------------------------------------------------------------ policy interface
     def act(self, requests: Sequence[PolicyRequest]) -> list[Generation]:
@@ -183,10 +192,11 @@ class HFPolicy(Policy):
 
     MIN_SHARED_PREFIX = 16
 
-    def clear_cache(self) -> None:
-        """Forget the kept prefix cache (call after swapping or switching off weights in place, which
-        parameter version counters do not see)."""
-        self._prefix_tokens, self._prefix, self._prefix_version = (), None, -1
+    def weights_changed(self) -> None:
+        """Say that the model's weights changed in place (an optimizer step, weights loaded from a
+        checkpoint): the kept prompt prefix, computed with the old weights, is dropped. Trainers call it
+        after every optimizer step; call it yourself if you change ``model``'s weights another way."""
+        self._prefix_tokens, self._prefix = (), None
 
     def _shared_prefix(self, prompts: Sequence[list[int]], *, keep: bool = True) -> tuple[int, DynamicCache | None]:
         """How many leading tokens every prompt shares with the kept prefix, and that prefix's cache.
@@ -204,10 +214,7 @@ class HFPolicy(Policy):
                 return 0, None
             out = self.model(input_ids=torch.tensor([first[:common]]), use_cache=True, logits_to_keep=1)
             return common, out.past_key_values
-        # Parameters' version counters move with every in-place update (optimizer steps, loading
-        # weights): a prefix computed before a change is never reused after it.
-        version = sum(parameter._version for parameter in self.model.parameters())
-        kept = self._prefix_tokens if self._prefix_version == version else ()
+        kept = self._prefix_tokens
         reuse = next((i for i in range(min(len(kept), common)) if kept[i] != first[i]), min(len(kept), common))
         target = common if len(prompts) > 1 or reuse < self.MIN_SHARED_PREFIX else reuse
         if target < self.MIN_SHARED_PREFIX:
@@ -222,7 +229,7 @@ class HFPolicy(Policy):
             out = self.model(input_ids=torch.tensor([first[start:target]]), past_key_values=base,
                              position_ids=torch.arange(start, target)[None], use_cache=True, logits_to_keep=1)
             base = out.past_key_values
-        self._prefix_tokens, self._prefix, self._prefix_version = tuple(first[:target]), base, version
+        self._prefix_tokens, self._prefix = tuple(first[:target]), base
         return target, base
 
     # ------------------------------------------------------------------ free generation
@@ -250,9 +257,7 @@ class HFPolicy(Policy):
         entropies: list[list[float]] = [[] for _ in rows]
         finish = ["length"] * len(rows)
         for _ in range(sampling.max_new_tokens):
-            scaled = logits / sampling.temperature if sampling.temperature > 0 else logits
-            log_p = F.log_softmax(scaled, dim=-1)
-            entropy = -(log_p.exp() * log_p).sum(-1)
+            log_p, entropy = log_softmax_entropy(logits, sampling.temperature if sampling.temperature > 0 else 1.0)
             chosen = self._sample(log_p, sampling, generator)
             chosen_log_p = log_p.gather(1, chosen[:, None])[:, 0]
             keep = []
@@ -333,8 +338,7 @@ class HFPolicy(Policy):
         entropies: list[torch.Tensor] = []
         with torch.set_grad_enabled(grad):
             cache, last_logits, mask, positions = self._run_prompts(prompts, keep_prefix=not grad)
-            first = F.log_softmax(last_logits / temperature, dim=-1)
-            first_entropy = -(first.exp() * first).sum(-1)
+            first, first_entropy = log_softmax_entropy(last_logits, temperature)
             rows_per_pass = max(1, self.batch_size * 4)
             for start in range(0, len(flat), rows_per_pass):
                 part, part_owner = flat[start : start + rows_per_pass], owner[start : start + rows_per_pass]
@@ -353,9 +357,9 @@ class HFPolicy(Policy):
                         past_key_values=_select_rows(cache, index),
                         use_cache=False,
                     )
-                    log_p = F.log_softmax(out.logits.float() / temperature, dim=-1)  # predicts tokens 1..
+                    log_p, entropy = log_softmax_entropy(out.logits.float(), temperature)  # predicts tokens 1..
                     head_logp = torch.cat([head_logp, log_p.gather(2, ids[:, 1:, None])[:, :, 0]], dim=1)
-                    head_entropy = torch.cat([head_entropy, -(log_p.exp() * log_p).sum(-1)], dim=1)
+                    head_entropy = torch.cat([head_entropy, entropy], dim=1)
                 for row, candidate in enumerate(part):
                     logps.append(head_logp[row, : len(candidate)])
                     entropies.append(head_entropy[row, : len(candidate)])
@@ -375,6 +379,89 @@ class HFPolicy(Policy):
         """Per-token log-probs of each reply text (then end-of-turn) after its chat prompt."""
         logps, _ = self.score_ids([self.prompt_ids(m) for m in prompts], [[self.reply_ids(c)] for c in continuations])
         return [group[0] for group in logps]
+
+    def sequence_logprobs(
+        self,
+        sequences: Sequence[list[int]],
+        scored: Sequence[Sequence[int]],
+        *,
+        temperature: float = 1.0,
+        grad: bool = False,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Teacher-forced log-probs and entropies of chosen tokens inside whole sequences, in one pass.
+
+        ``scored[i]`` lists positions ``p ≥ 1`` of ``sequences[i]`` whose token is scored given the
+        tokens before it (a dialogue's assistant tokens, say). The vocabulary projection runs only at
+        the positions that predict a scored token. Returns one tensor per sequence, aligned with
+        ``scored[i]``; with ``grad=True`` they carry gradients.
+        """
+        if any(p < 1 or p >= len(seq) for seq, where in zip(sequences, scored) for p in where):
+            raise ValueError("Scored positions must lie inside their sequence, after its first token.")
+        pad = self.tokenizer.pad_token_id
+        width = max(len(seq) for seq in sequences)
+        ids = torch.tensor([list(seq) + [pad] * (width - len(seq)) for seq in sequences])
+        attention = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences])
+        predicting = sorted({p - 1 for where in scored for p in where})  # position p - 1 predicts token p
+        column = {position: index for index, position in enumerate(predicting)}
+        logps, entropies = [], []
+        with torch.set_grad_enabled(grad):
+            logits = self.model(input_ids=ids, attention_mask=attention,
+                                logits_to_keep=torch.tensor(predicting)).logits
+            log_p, entropy = log_softmax_entropy(logits.float(), temperature)
+            for row, where in enumerate(scored):
+                columns = torch.tensor([column[p - 1] for p in where], dtype=torch.long)
+                tokens = ids[row, torch.tensor(list(where), dtype=torch.long)]
+                logps.append(log_p[row, columns, tokens])
+                entropies.append(entropy[row, columns])
+        return logps, entropies
+
+    def prompt_states(self, prompts: Sequence[list[int]], *, grad: bool = False) -> torch.Tensor:
+        """The last layer's (normed) hidden state at each prompt's last token, ``(prompts, hidden)``:
+        what a value head reads."""
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts])  # left-padded: last token at -1
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        with torch.set_grad_enabled(grad):
+            out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions,
+                             output_hidden_states=True, logits_to_keep=1)
+            return out.hidden_states[-1][:, -1]
+
+    # ------------------------------------------------------------------ what a trainer saves and switches
+    def rng_state(self) -> torch.Tensor:
+        """The sampler's random state; a trainer checkpoints it, so a resumed run samples as an
+        uninterrupted one would."""
+        return self._generator.get_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        self._generator.set_state(state)
+
+    def keep_reference(self) -> None:
+        """Keep the current weights as the reference policy (e.g. of a KL penalty). With a PEFT adapter
+        the reference is the base model with the adapter switched off, so nothing is copied; otherwise
+        it is a frozen copy of the weights as they are now."""
+        self._reference = "adapter-off" if hasattr(self.model, "disable_adapter") else \
+            copy.deepcopy(self.model).requires_grad_(False)
+
+    @contextlib.contextmanager
+    def as_reference(self) -> Iterator[None]:
+        """Inside ``with policy.as_reference():`` the policy scores as the reference policy kept by
+        :meth:`keep_reference`."""
+        if self._reference is None:
+            raise RuntimeError("No reference policy: call keep_reference() first (before training starts).")
+        trained = self.model
+        self.weights_changed()  # a kept prefix belongs to the trained weights
+        try:
+            if self._reference == "adapter-off":
+                with trained.disable_adapter():
+                    yield
+            else:
+                self.model = self._reference
+                yield
+        finally:
+            self.model = trained
+            self.weights_changed()
 
     def choice_distribution(self, request: PolicyRequest) -> tuple[list[float], list[float]]:
         """Log-likelihood of each admissible action and the choice probabilities (softmax at

@@ -3,7 +3,9 @@
 Uses the official ``openai`` client: model name, base URL and key come from the arguments or from
 ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``. Requests for a batch run concurrently; the client retries
 rate limits, timeouts and server errors with exponential backoff. Log-probs are recorded when the
-server returns them (token ids are not: the API returns token strings).
+server returns them; token ids only from a vLLM server asked with ``token_ids=True`` (vLLM's
+``return_token_ids``: the prompt ids its chat template produced and the sampled ids), which a trainer
+then consumes as they are.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class OpenAIPolicy(Policy):
         max_retries, timeout: retry budget (exponential backoff on 429, timeouts, 5xx) and per-call timeout.
         concurrency: requests in flight at once for a batch.
         seed: passed to the server (servers that honour it sample reproducibly).
+        token_ids: ask a vLLM server for the prompt's and the reply's token ids (other servers refuse it).
     """
 
     def __init__(
@@ -73,7 +76,9 @@ class OpenAIPolicy(Policy):
         timeout: float = 120.0,
         concurrency: int = 8,
         seed: int | None = None,
+        token_ids: bool = False,
     ):
+        self.token_ids = token_ids
         self.model, self.temperature, self.top_p, self.max_tokens = model, temperature, top_p, max_tokens
         self.stop, self.logprobs, self.seed = list(stop or []), logprobs, seed
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
@@ -99,6 +104,8 @@ class OpenAIPolicy(Policy):
             arguments["stop"] = self.stop
         if self.seed is not None:
             arguments["seed"] = self.seed
+        if self.token_ids:
+            arguments["extra_body"] = {"return_token_ids": True}
         try:
             response = self.client.chat.completions.create(**arguments)
         except openai.APIConnectionError as error:
@@ -122,6 +129,8 @@ class OpenAIPolicy(Policy):
             tokens = choice.logprobs.content if choice.logprobs and choice.logprobs.content else None
             replies.append(Generation(
                 text=choice.message.content or "",
+                prompt_token_ids=getattr(response, "prompt_token_ids", None),  # vLLM's, with token_ids=True
+                token_ids=getattr(choice, "token_ids", None),
                 logprobs=[token.logprob for token in tokens] if tokens else None,
                 extra={"finish_reason": choice.finish_reason, "tokens": [t.token for t in tokens] if tokens else None},
             ))

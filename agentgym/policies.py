@@ -120,13 +120,17 @@ _POLICIES: dict[str, PolicyFactory | str] = {
     "tiny": "agentgym.hf_policy:make_tiny_policy",
     "hf": "agentgym.hf_policy:make_hf_policy",
     "openai": "agentgym.openai_policy:make_openai_policy",
+    "vllm": "agentgym.vllm_policy:make_vllm_policy",
     "gui-rc": "agentgym.grounding:make_gui_rc_policy",
+    "soft-gui-rc": "agentgym.grounding:make_soft_gui_rc_policy",
     "vlm": "agentgym.vlm_policy:make_vlm_policy",
     "tiny-vlm": "agentgym.vlm_policy:make_tiny_vlm_policy",
 }
 POLICY_SYNTAX = (
     "random | oracle | embedded | tiny | hf:PATH (a local checkpoint) | openai:MODEL[@BASE_URL] | "
-    "vlm:PATH (a local vision-language model) | tiny-vlm | gui-rc:POLICY (GUI-RC voting over samples of POLICY)"
+    "vllm:MODEL[@BASE_URL] (vLLM with token ids and log-probs) | "
+    "vlm:PATH (a local vision-language model) | tiny-vlm | gui-rc:POLICY (GUI-RC voting over samples of POLICY) | "
+    "soft-gui-rc:POLICY (GUI-RC on POLICY's whole point distribution, e.g. the pointer model's)"
 )
 _entry_points_loaded = False
 

@@ -29,7 +29,9 @@ class Turn:
     the shared parser sent to the env. Token-level fields are filled by policies that have tokens
     (``None`` for random or oracle policies): ``prompt_token_ids``, ``action_token_ids``,
     ``action_logprobs`` (log-prob of each sampled token) and ``action_entropies`` (entropy of the
-    sampling distribution at each token).
+    sampling distribution at each token). A trainer fills ``advantage`` (the advantage this turn was
+    trained with) and ``annotations`` (values it computed for the turn, e.g. IGPO's ``p_gt`` and
+    ``information_gain``, or the policy ``version`` that sampled it) in the records it saves.
     """
 
     episode_id: str
@@ -55,6 +57,8 @@ class Turn:
     choice_entropy: float | None = None
     agent_id: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    advantage: float | None = None
+    annotations: dict[str, Any] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:

@@ -1,7 +1,8 @@
 """The rollout engine: many environments at once, groups of episodes that share a task, turn records out.
 
-:class:`EnvPool` steps N environments of one id together — one after another, on threads, or in
-worker processes (``benchmarks/rollout_throughput.py`` measures which wins for a family).
+:class:`EnvPool` steps N environments of one id together — one after another, on threads, in
+worker processes, or as Ray actors on a local Ray instance or a cluster (``benchmarks/rollout_throughput.py``
+measures which wins for a family).
 :class:`RolloutEngine` drives a pool with a policy: each turn it builds every active env's prompt
 with the shared :class:`~agentgym.prompting.PromptTemplate`, asks the policy for the whole batch at
 once, parses each reply with the shared :class:`~agentgym.prompting.ActionParser`, steps the envs
@@ -11,6 +12,10 @@ and records a :class:`~agentgym.records.Turn`. Training and evaluation both go t
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import socket
+import sys
+import threading
 import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -24,9 +29,9 @@ from agentgym.contract import Task
 from agentgym.policies import Policy, PolicyRequest
 from agentgym.prompting import ActionParser, HistoryItem, PromptTemplate
 from agentgym.records import Trajectory, Turn
-from agentgym.registry import make, spec_with_split
+from agentgym.registry import adopt_spec, dumps_spec, make, spec_with_split
 
-CONCURRENCY_MODES = ("auto", "sequential", "thread", "process")
+CONCURRENCY_MODES = ("auto", "sequential", "thread", "process", "ray")
 
 
 def _call(env, method: str, args: tuple) -> Any:
@@ -41,10 +46,13 @@ def _call(env, method: str, args: tuple) -> Any:
     return getattr(env, method)(*args)
 
 
-def _worker(connection, env_id: str, split: str, env_kwargs: dict) -> None:
+def _worker(connection, env_id: str, split: str, env_kwargs: dict, spec_module: str | None,
+            spec_payload: bytes) -> None:
     env = None
     try:
         try:
+            # The parent's spec, so ids registered at run time (not by an entry point) work here too.
+            adopt_spec(spec_module, spec_payload)
             env = make(env_id, split=split, **env_kwargs)
         except Exception:  # noqa: BLE001 - reported to the parent, which raises it
             connection.send(("error", traceback.format_exc()))
@@ -66,12 +74,189 @@ def _worker(connection, env_id: str, split: str, env_kwargs: dict) -> None:
         connection.close()
 
 
+RAY_EXTRA_HINT = "pip install 'agentgym[ray]'"
+RAY_LOCAL_OBJECT_STORE = 256 * 1024**2  # env observations are small: a local instance needs little shared memory
+RAY_ACTOR_START_TIMEOUT = 300.0  # seconds for an env actor to be placed and make its env
+
+
+class _EnvActor:
+    """One env inside a Ray actor (``ray.remote`` is applied when the pool starts, so the core imports
+    without Ray). ``sys_path`` is the driver's: modules it can import (a test file, a script's folder)
+    import here too when the node has the same files."""
+
+    def __init__(self, env_id: str, split: str, env_kwargs: dict, spec_module: str | None, spec_payload: bytes,
+                 sys_path: list[str]):
+        sys.path.extend(entry for entry in sys_path if entry not in sys.path and os.path.isdir(entry))
+        adopt_spec(spec_module, spec_payload)
+        self.env = make(env_id, split=split, **env_kwargs)
+
+    def call(self, method: str, args: tuple) -> Any:
+        return _call(self.env, method, args)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _import_ray():
+    try:
+        import ray
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(f"concurrency='ray' needs Ray, which is not installed: {RAY_EXTRA_HINT}") from error
+    return ray
+
+
+def connect_ray(address: str | None = None, *, timeout: float = 30.0):
+    """Ray, initialised once per process: the cluster at ``address`` (else ``$RAY_ADDRESS``), or a local
+    instance started here (bound to 127.0.0.1, small object store, no dashboard) when neither is set or
+    the address is ``"local"``. An unreachable cluster is a :class:`ConnectionError` within ``timeout``
+    seconds instead of Ray's long reconnect loop."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":
+        ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                 object_store_memory=RAY_LOCAL_OBJECT_STORE, _node_ip_address="127.0.0.1")
+        return ray
+    if address != "auto":  # "auto" finds a cluster started on this machine, and fails fast when there is none
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+        except (OSError, ValueError) as error:
+            raise ConnectionError(f"Cannot reach the Ray cluster at {address!r} ({error}). Check ray_address / "
+                                  "RAY_ADDRESS (host:port of the head node, or ray://host:10001) and that "
+                                  "`ray start --head` runs there.") from error
+    failure: list[BaseException] = []
+    joiner = threading.Thread(target=lambda: _init_into(ray, address, failure), daemon=True)
+    joiner.start()
+    joiner.join(timeout)
+    if joiner.is_alive():
+        raise ConnectionError(f"The Ray cluster at {address!r} did not accept a connection within {timeout:.0f} s.")
+    if failure:
+        raise ConnectionError(f"Cannot join the Ray cluster at {address!r}: {failure[0]}") from failure[0]
+    return ray
+
+
+def _init_into(ray, address: str, failure: list[BaseException]) -> None:
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except Exception as error:  # noqa: BLE001 - reported by connect_ray
+        failure.append(error)
+
+
+class _RayEnvs:
+    """A pool's envs as Ray actors, one per slot, with the same commands as worker processes.
+
+    An actor that dies is replaced by a fresh one: a reset retries once on it, and a step of the
+    episode it was playing comes back truncated with ``info["engine_crashed"]``, as a crashed engine
+    inside an env does. ``actor_options`` go to ``ray.remote`` (``num_cpus``, ``memory``,
+    ``resources={"jvm": 1}``...).
+    """
+
+    def __init__(self, pool: EnvPool, env_kwargs: dict, shipped: tuple, address: str | None,
+                 actor_options: dict[str, Any]):
+        self.ray = connect_ray(address)
+        self.pool = pool
+        self.restarts = 0  # actors replaced after they died
+        self._arguments = (pool.env_id, pool.split, env_kwargs, *shipped, list(sys.path))
+        self._remote = self.ray.remote(**actor_options)(_EnvActor) if actor_options else self.ray.remote(_EnvActor)
+        self._last: dict[int, tuple[dict, dict]] = {}  # each slot's latest observation and info
+        self._crashed: set[int] = set()  # slots whose actor died mid-episode, awaiting their truncated step
+        self.actors = [self._remote.remote(*self._arguments) for _ in range(pool.num_envs)]
+        try:
+            self._wait_ready(range(pool.num_envs))
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self, indices: Iterable[int]) -> None:
+        indices = list(indices)
+        pending = [self.actors[i].pid.remote() for i in indices]
+        try:
+            self.ray.get(pending, timeout=RAY_ACTOR_START_TIMEOUT)
+        except self.ray.exceptions.GetTimeoutError:
+            raise TimeoutError(
+                f"Env actors of {self.pool.env_id} were not ready within {RAY_ACTOR_START_TIMEOUT:.0f} s: the "
+                f"cluster may lack the resources they ask for (free: {self.ray.available_resources()}).") from None
+        except self.ray.exceptions.RayActorError as error:
+            raise RuntimeError(f"Making {self.pool.env_id} failed in a Ray actor:\n{error}") from None
+
+    def _restart(self, index: int) -> None:
+        self.ray.kill(self.actors[index], no_restart=True)
+        self.actors[index] = self._remote.remote(*self._arguments)
+        self.restarts += 1
+        self._wait_ready([index])
+
+    def run(self, method: str, calls: Sequence[tuple[int, tuple]]) -> list[Any]:
+        dead = self.ray.exceptions.RayActorError
+        if method == "reset":  # a new episode: a slot's crash belongs to the one before
+            self._crashed.difference_update(index for index, _ in calls)
+        live = [(index, args) for index, args in calls if not (method == "step" and index in self._crashed)]
+        futures = {index: self.actors[index].call.remote(method, args) for index, args in live}
+        results = []
+        for index, args in calls:
+            try:
+                result = self.ray.get(futures[index]) if index in futures else self._recover(index, method, args)
+            except dead:
+                result = self._recover(index, method, args)
+            except self.ray.exceptions.RayTaskError as error:
+                raise RuntimeError(f"{method} failed in the Ray actor of slot {index} of {self.pool.env_id}:\n"
+                                   f"{error}") from None
+            if method in ("reset", "step"):
+                self._last[index] = (result[0], result[-1])
+            results.append(result)
+        return results
+
+    def _recover(self, index: int, method: str, args: tuple) -> Any:
+        """The answer to ``method`` on slot ``index`` after its actor died."""
+        if index not in self._crashed:
+            self._restart(index)
+        self._crashed.discard(index)
+        if method == "step":
+            return self._crash_step(index)
+        if method == "expert_action":  # the step that follows is the truncated one
+            self._crashed.add(index)
+            return ""
+        return self.ray.get(self.actors[index].call.remote(method, args))  # reset or tasks, on the fresh actor
+
+    def _crash_step(self, index: int) -> tuple:
+        observation, info = self._last[index]
+        frozen = {"text": "The environment's engine (its Ray actor) died; this episode is cut short.",
+                  "admissible_actions": (), "state_key": observation["state_key"]}
+        if "image" in observation:
+            frozen["image"] = observation["image"]
+        step_info = {"task_id": info["task_id"], "split": info["split"], "won": False, "invalid_action": False,
+                     "turn": info["turn"] + 1, "engine_crashed": True}
+        return frozen, 0.0, False, True, step_info
+
+    def pids(self) -> list[int]:
+        """The process id of each slot's actor (tests kill one to check recovery)."""
+        return self.ray.get([actor.pid.remote() for actor in self.actors])
+
+    def close(self) -> None:
+        closing = [actor.close.remote() for actor in self.actors]
+        try:
+            self.ray.get(closing, timeout=30)
+        except Exception:  # noqa: BLE001 - a dead or stuck actor is killed below either way
+            pass
+        for actor in self.actors:
+            self.ray.kill(actor, no_restart=True)
+        self.actors = []
+
+
 class EnvPool:
     """``num_envs`` environments of one id, addressed by slot index.
 
     ``concurrency`` is ``"sequential"``, ``"thread"`` (engines that release the GIL, such as a JVM
     or a browser over a socket), ``"process"`` (one worker process per env; engines written in
-    Python, such as TextWorld's) or ``"auto"``, the family's measured choice (``EnvSpec.concurrency``).
+    Python, such as TextWorld's), ``"ray"`` (one Ray actor per env, on a local Ray instance or the
+    cluster at ``ray_address`` / ``$RAY_ADDRESS``, each placed with ``actor_options`` such as
+    ``{"num_cpus": 1}``; extra ``ray``) or ``"auto"``, the family's measured choice
+    (``EnvSpec.concurrency``). Each worker or actor gets the id's pickled spec and registers it, so
+    ids registered at run time work in every mode.
     """
 
     def __init__(
@@ -82,6 +267,8 @@ class EnvPool:
         *,
         concurrency: str = "auto",
         env_kwargs: dict[str, Any] | None = None,
+        ray_address: str | None = None,
+        actor_options: dict[str, Any] | None = None,
     ):
         if concurrency not in CONCURRENCY_MODES:
             raise ValueError(f"concurrency must be one of {CONCURRENCY_MODES}, not {concurrency!r}")
@@ -96,11 +283,17 @@ class EnvPool:
         self._envs: list = []
         self._connections: list = []
         self._processes: list = []
-        if concurrency == "process":
+        self._ray: _RayEnvs | None = None
+        # The id's spec travels to workers and actors, so ids registered at run time work there too.
+        shipped = (env_spec.module, dumps_spec(env_spec)) if concurrency in ("process", "ray") else ()
+        if concurrency == "ray":
+            self._ray = _RayEnvs(self, env_kwargs, shipped, ray_address, dict(actor_options or {}))
+        elif concurrency == "process":
             context = mp.get_context("forkserver")
             for _ in range(num_envs):
                 parent, child = context.Pipe()
-                process = context.Process(target=_worker, args=(child, env_id, split, env_kwargs), daemon=True)
+                process = context.Process(target=_worker, args=(child, env_id, split, env_kwargs, *shipped),
+                                          daemon=True)
                 process.start()
                 child.close()
                 self._connections.append(parent)
@@ -128,6 +321,8 @@ class EnvPool:
         return results
 
     def _run(self, method: str, calls: Sequence[tuple[int, tuple]]) -> list[Any]:
+        if self._ray is not None:
+            return self._ray.run(method, calls)
         if self.concurrency == "process":
             for index, args in calls:
                 self._connections[index].send((method, args))
@@ -151,7 +346,15 @@ class EnvPool:
     def tasks(self) -> tuple[Task, ...]:
         return self._run("tasks", [(0, ())])[0]
 
+    @property
+    def actors(self) -> _RayEnvs | None:
+        """The Ray actors of ``concurrency="ray"`` (their ``pids()``, ``restarts``), else ``None``."""
+        return self._ray
+
     def close(self) -> None:
+        if self._ray is not None:
+            self._ray.close()
+            self._ray = None
         for connection in self._connections:
             try:
                 connection.send(("close", ()))
@@ -170,7 +373,7 @@ class EnvPool:
             self._executor.shutdown(wait=True)
         self._envs, self._connections, self._processes, self._executor = [], [], [], None
 
-    def __enter__(self) -> "EnvPool":
+    def __enter__(self) -> EnvPool:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -196,9 +399,20 @@ class _LiveEpisode:
     history: list[HistoryItem] = field(default_factory=list)
 
 
-def _json_scalars(info: dict) -> dict:
-    """The part of an info dict that belongs in a JSON record (engines put objects there too)."""
-    return {key: value for key, value in info.items() if isinstance(value, (str, int, float, bool, type(None)))}
+def _is_json(value: Any) -> bool:
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _is_json(item) for key, item in value.items())
+    return False
+
+
+def _json_info(info: dict) -> dict:
+    """The part of an info dict that belongs in a JSON record: plain values, lists and mappings of them
+    (a GUI point, a system's module calls); engine objects and arrays stay out."""
+    return {key: value for key, value in info.items() if _is_json(value)}
 
 
 class RolloutEngine:
@@ -220,11 +434,14 @@ class RolloutEngine:
         template: PromptTemplate | None = None,
         parser: ActionParser | None = None,
         env_kwargs: dict[str, Any] | None = None,
+        ray_address: str | None = None,
+        actor_options: dict[str, Any] | None = None,
     ):
         self.env_id, self.split = env_id, split
         self.template = template or PromptTemplate()
         self.parser = parser or ActionParser()
-        self.pool = EnvPool(env_id, split, num_envs, concurrency=concurrency, env_kwargs=env_kwargs)
+        self.pool = EnvPool(env_id, split, num_envs, concurrency=concurrency, env_kwargs=env_kwargs,
+                            ray_address=ray_address, actor_options=actor_options)
         self._tasks: dict[str, Task] | None = None
         self._slot_task: dict[int, str] = {}  # the task each env slot last started
 
@@ -317,7 +534,8 @@ class RolloutEngine:
                         action_mode=generation.action_mode,
                         choice_logprob=generation.choice_logprob,
                         choice_entropy=generation.choice_entropy,
-                        info=_json_scalars(info),
+                        info=_json_info(info),
+                        annotations=_json_info(generation.extra or {}),
                     )
                     episode.trajectory.turns.append(turn)
                     if on_turn is not None:
@@ -386,7 +604,7 @@ class RolloutEngine:
     def close(self) -> None:
         self.pool.close()
 
-    def __enter__(self) -> "RolloutEngine":
+    def __enter__(self) -> RolloutEngine:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,9 +1,10 @@
 """Rollout throughput: N concurrent environments against one at a time, side by side in one run.
 
 The same plan (tasks, groups, seeds) and the same seeded random policy run through the rollout engine
-with ``num_envs=1`` (sequential), and with N envs stepped sequentially, on threads and in worker
-processes. Prompt building and parsing are included, as in training. Games are generated before
-timing starts.
+with ``num_envs=1`` (sequential), and with N envs stepped sequentially, on threads, in worker processes
+and as Ray actors on a local Ray instance (when the extra ``ray`` is installed). Prompt building and
+parsing are included, as in training. Games are generated, workers and actors started before timing
+starts.
 
     python benchmarks/rollout_throughput.py [--env agentgym/TextWorld-Simple-v0] [--num-envs 4] [--tasks 8]
 """
@@ -11,6 +12,7 @@ timing starts.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 
 import agentgym
@@ -44,8 +46,9 @@ def main() -> None:
         env.reset(options={"task_id": task_id})
     env.close()
 
+    modes = ("sequential", "thread", "process") + (("ray",) if importlib.util.find_spec("ray") else ())
     rows = [("1 env, sequential", 1, "sequential")] + [
-        (f"{args.num_envs} envs, {mode}", args.num_envs, mode) for mode in ("sequential", "thread", "process")
+        (f"{args.num_envs} envs, {mode}", args.num_envs, mode) for mode in modes
     ]
     print(f"{args.env} ({args.split}): {len(task_ids)} tasks x {args.group_size} episodes, random policy")
     baseline = None

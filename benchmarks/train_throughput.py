@@ -19,7 +19,8 @@ import torch
 
 from agentgym.hf_policy import HFPolicy
 from agentgym.prompting import PromptTemplate
-from agentgym.trainers.common import RunConfig, build_policy
+from agentgym.trainers.config import RunConfig
+from agentgym.trainers.model import build_policy
 
 ACTIONS = ["go north", "go east", "take coin", "inventory", "look"]
 

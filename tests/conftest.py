@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 import agentgym
@@ -13,6 +15,9 @@ TEXTWORLD_IDS = [
     "agentgym/TextWorld-Simple-v0",
     "agentgym/TextWorld-Cooking-v0",
 ]
+# The Ray rollout mode as a test parameter: it runs where the extra `ray` is installed.
+RAY_MODE = pytest.param("ray", marks=pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                                                        reason="Ray is not installed (extra ray)"))
 
 
 @pytest.fixture

@@ -136,3 +136,68 @@ def test_an_incomplete_admissible_list_lets_the_engine_judge_unlisted_actions():
     assert not info["invalid_action"] and observation["text"] == "At -1." and reward == 1.0
     observation, reward, _, _, info = env.step("sideways")
     assert info["invalid_action"] and reward == 0.0 and observation["state_key"] == "-1"
+
+
+class _OwnHelperNamesEnv(TextEnv):
+    """A family that names its own helpers like the base class's old private fields did."""
+
+    def load_tasks(self, split):
+        return [Task(f"{split}-0", split, "Count.")]
+
+    def _frame(self, count):  # the helper name that used to break reset()
+        return Frame(f"At {count}.", ("up",), str(count), reward=float(count > 0), terminated=count >= 2,
+                     won=count >= 2)
+
+    def _start(self, task):
+        self._task, self._turn, self._done, self.count = "mine", "mine", "mine", 0
+        assert self.task is task and self.turn == 0 and self.current_frame is None
+        return self._frame(self.count)
+
+    def _act(self, action):
+        self.count += 1
+        return self._frame(self.count)
+
+
+def test_a_family_may_name_its_helpers_frame_task_turn_done():
+    env = _OwnHelperNamesEnv("train")
+    observation, info = env.reset()
+    assert observation["text"] == "At 0." and info["task_id"] == "train-0"
+    assert env.task.id == "train-0" and env.turn == 0 and not env.episode_over
+    _, _, _, _, info = env.step("dance")  # invalid: the state does not move
+    assert info["invalid_action"] and env.current_frame.text == "At 0." and env.turn == 1
+    env.step("up")
+    _, _, terminated, _, info = env.step("up")
+    assert terminated and info["won"] and env.episode_over and env.turn == 3
+    assert env._task == env._turn == env._done == "mine"  # the family's own attributes, untouched
+
+
+def test_a_subclass_that_shadows_the_base_state_is_rejected_at_class_definition():
+    with pytest.raises(TypeError, match=r"defines 'task', 'turn'.*TextEnv reserves"):
+        class _Shadowing(_OwnHelperNamesEnv):
+            turn = 0
+
+            def task(self):
+                return None
+    env = _OwnHelperNamesEnv("train")
+    with pytest.raises(AttributeError, match="read-only: TextEnv owns the episode state"):
+        env.task = Task("x", "train", "x")
+
+
+def test_invalid_frame_keeps_the_state_and_copies_the_image():
+    import numpy as np
+
+    class _Pictured(_OwnHelperNamesEnv):
+        image_shape = (2, 2, 3)
+
+        def _frame(self, count):
+            frame = super()._frame(count)
+            frame.image = np.full((2, 2, 3), count, dtype=np.uint8)
+            return frame
+
+    env = _Pictured("train")
+    assert env.invalid_frame("early").invalid  # before any reset: no state to keep, no crash
+    env.reset()
+    env.step("up")
+    frame = env.invalid_frame("No.")
+    assert frame.invalid and frame.text == "No." and frame.state_key == "1" and frame.admissible_actions == ("up",)
+    assert frame.image is not env.current_frame.image and (frame.image == 1).all()

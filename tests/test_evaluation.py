@@ -11,7 +11,8 @@ import pytest
 
 from agentgym.cli import main
 from agentgym.evaluation import evaluate, markdown_table, mean_std_ci, read_results, write_results
-from conftest import COIN
+
+from conftest import COIN, RAY_MODE
 
 
 def test_mean_std_ci_hand_computed():
@@ -24,8 +25,9 @@ def test_mean_std_ci_hand_computed():
     assert single["std"] == 0.0 and math.isnan(single["ci95"])
 
 
-def test_evaluate_records_everything_needed_to_reproduce(tmp_path):
-    result = evaluate(COIN, "random", split="test", episodes=3, seeds=[0, 1], num_envs=2)
+@pytest.mark.parametrize("concurrency", ["auto", RAY_MODE])
+def test_evaluate_records_everything_needed_to_reproduce(tmp_path, concurrency):
+    result = evaluate(COIN, "random", split="test", episodes=3, seeds=[0, 1], num_envs=2, concurrency=concurrency)
     assert result["env_id"] == COIN and result["split"] == "test" and result["seeds"] == [0, 1]
     assert result["policy"] == {"name": "random"}
     assert result["versions"]["textworld"] == "1.7.0" and result["versions"]["agentgym"]
@@ -42,9 +44,10 @@ def test_evaluate_records_everything_needed_to_reproduce(tmp_path):
     assert table.splitlines()[2].startswith(f"| {COIN} | test | random | 2 × 3 |")
 
 
-def test_cli_eval_and_report(tmp_path, capsys):
+@pytest.mark.parametrize("concurrency", ["auto", RAY_MODE])
+def test_cli_eval_and_report(tmp_path, capsys, concurrency):
     code = main(["eval", COIN, "--split", "dev", "--policy", "oracle", "--episodes", "2", "--seeds", "0", "1",
-                 "--num-envs", "2", "--out", str(tmp_path)])
+                 "--num-envs", "2", "--concurrency", concurrency, "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
     assert "| oracle |" in out and "100.0% ± 0.0" in out

@@ -162,3 +162,33 @@ def test_several_envs_in_one_thread_share_playwrights_driver():
         env.reset(seed=0)
     finally:
         env.close()
+
+
+def test_all_elements_lists_every_element_and_the_target_box_through_info():
+    """The public way to read a screen's elements and its target (the pointer trainer's data)."""
+    env = agentgym.make(GUI, split="dev", all_elements=True)
+    plain = agentgym.make(GUI, split="dev")
+    try:
+        task = env.unwrapped.tasks[2]
+        observation, info = env.reset(options={"task_id": task.id})
+        elements, (x1, y1, x2, y2) = info["elements"], info["target_box"]
+        assert len(elements) > 5 and all(set(e) == {"description", "how", "box"} and len(e["box"]) == 4
+                                         for e in elements)
+        described = info["instruction"][len("Click "):-1]
+        (target,) = [e for e in elements if e["description"] == described]
+        assert x1 <= target["box"][0] < target["box"][2] <= x2 and y1 <= target["box"][1] < target["box"][3] <= y2
+        _, reward, *_ = env.step(f"({(x1 + x2) / 2}, {(y1 + y2) / 2})")
+        assert reward == 1.0
+        plain_observation, plain_info = plain.reset(options={"task_id": task.id})  # off by default; same screen
+        assert "elements" not in plain_info and "target_box" not in plain_info
+        assert (plain_observation["image"] == observation["image"]).all()
+    finally:
+        env.close()
+        plain.close()
+    live = agentgym.make(GUI, split="dev", steps=2, all_elements=True)
+    try:
+        _, first = live.reset(seed=1)
+        _, _, terminated, _, second = live.step(live.unwrapped.expert_action())
+        assert not terminated and second["target_box"] != first["target_box"] and second["elements"]
+    finally:
+        live.close()

@@ -126,9 +126,11 @@ def test_kept_prefix_is_dropped_when_weights_change():
     policy = HFPolicy("tiny", seed=0)
     prompt, reply = chats(1)[0], "take coin"
     before = policy.score([prompt], [reply])[0]
+    assert policy._prefix is not None  # the prompt's prefix is kept for the next call
     with torch.no_grad():
         for parameter in policy.model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
+    policy.weights_changed()  # what trainers call after every optimizer step
     after = policy.score([prompt], [reply])[0]
     expected = direct_scores(policy, policy.prompt_ids(prompt), policy.reply_ids(reply))
     assert after == pytest.approx(expected, abs=1e-4) and after != pytest.approx(before, abs=1e-3)

@@ -15,6 +15,7 @@ from agentgym.openai_policy import OpenAIPolicy
 from agentgym.policies import make_policy
 from agentgym.prompting import PromptTemplate
 from agentgym.rollout import RolloutEngine
+
 from conftest import COIN
 
 API_KEY = "test-key"
@@ -109,3 +110,36 @@ def test_observation_images_travel_as_data_urls():
     assert text_part["type"] == "text" and "You are in a hall." in text_part["text"]
     assert image_part["image_url"]["url"].startswith("data:image/png;base64,iVBORw0KGgo")
     assert with_image(_messages(), None) == _messages()
+
+
+def test_stream_true_sends_chunks_then_done_and_joins_to_the_unstreamed_reply(server):
+    import openai
+
+    client = openai.OpenAI(base_url=server, api_key=API_KEY, max_retries=0)
+    arguments = {"model": "tiny", "messages": _messages(), "temperature": 1.0, "max_tokens": 8, "seed": 5, "n": 2,
+                 "logprobs": True}
+    whole = client.chat.completions.create(**arguments)
+    stream = client.chat.completions.create(**arguments, stream=True, stream_options={"include_usage": True})
+    texts, finish, logprobs, usage, chunks = {0: "", 1: ""}, {}, {0: [], 1: []}, None, 0
+    for chunk in stream:
+        chunks += 1
+        assert chunk.object == "chat.completion.chunk" and chunk.model == "tiny"
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            if choice.logprobs and choice.logprobs.content:
+                logprobs[choice.index] += [token.logprob for token in choice.logprobs.content]
+            if choice.finish_reason:
+                finish[choice.index] = choice.finish_reason
+    for choice in whole.choices:  # the same seed: the stream is the unstreamed reply, token by token
+        assert texts[choice.index] == choice.message.content
+        assert finish[choice.index] == choice.finish_reason
+        assert logprobs[choice.index] == pytest.approx([t.logprob for t in choice.logprobs.content])
+    assert chunks > 4 and usage.completion_tokens == whole.usage.completion_tokens
+    raw = httpx.post(f"{server}/chat/completions", json={**arguments, "n": 1, "stream": True},
+                     headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    events = [line for line in raw.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]" and len(events) > 3
+    client.close()

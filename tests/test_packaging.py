@@ -10,8 +10,6 @@ import zipfile
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FOLDERS = {"agentgym": "agentgym", "envs": "agentgym/envs", "trainers": "agentgym/trainers",
-           "tasks": "agentgym/tasks", "assets": "agentgym/assets"}
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +24,16 @@ def wheel(tmp_path_factory):
 def test_wheel_carries_every_source_task_and_asset_file(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = set()
-    for folder, package in FOLDERS.items():
-        for path in (ROOT / folder).rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts:
-                expected.add(f"{package}/{path.relative_to(ROOT / folder).as_posix()}")
+    for path in (ROOT / "agentgym").rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            expected.add(path.relative_to(ROOT).as_posix())
     assert expected - names == set()
     assert any(name.startswith("agentgym/tasks/textworld/") and name.endswith(".json") for name in names)
     assert "agentgym/assets/prompts/text_agent.txt" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[agentgym.envs]" in text and "textworld = agentgym.envs.textworld:register_envs" in text
-    assert not any(name.startswith(("envs/", "tasks/", "trainers/", "assets/")) for name in names), \
-        "folders must land under the agentgym namespace"
+    assert all(name.startswith(("agentgym/", "agentgym-")) for name in names), "everything lands under agentgym/"
 
 
 def test_installed_wheel_runs(wheel, tmp_path):

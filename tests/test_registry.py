@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import ast
 import pathlib
 import subprocess
 import sys
 
 import gymnasium as gym
+import psutil
 import pytest
 
 import agentgym
-from conftest import TEXTWORLD_IDS
+from agentgym import registry
+from conftest import COIN, TEXTWORLD_IDS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -39,29 +40,41 @@ def test_register_a_users_own_env_by_string_entry_point():
         env.close()
 
 
-def _imports(path: pathlib.Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
-
-
-def test_core_never_imports_a_family_or_a_trainer():
-    for path in (ROOT / "agentgym").glob("*.py"):
-        bad = {name for name in _imports(path) if name.startswith(("agentgym.envs", "agentgym.trainers", "envs", "trainers"))}
-        assert not bad, f"{path.name} imports {bad}"
-
-
-def test_envs_never_import_trainers():
-    for path in (ROOT / "envs").rglob("*.py"):
-        bad = {name for name in _imports(path) if name.startswith(("agentgym.trainers", "trainers"))}
-        assert not bad, f"{path} imports {bad}"
+def test_the_layering_contract_holds():
+    """The core never imports a family or a trainer, and families and trainers never import each other
+    (.importlinter; `make test` runs the same check first)."""
+    result = subprocess.run([str(pathlib.Path(sys.executable).with_name("lint-imports"))], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:]
 
 
 def test_listing_envs_imports_no_engine():
     code = "import sys, agentgym; agentgym.list_envs(); print('textworld' in sys.modules)"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "False"
+
+
+def _children() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def test_max_turns_reads_the_budget_without_starting_an_engine(monkeypatch):
+    from agentgym.envs.scienceworld.env import ScienceWorldEnv
+
+    def never(*args, **kwargs):
+        raise AssertionError("max_turns built a ScienceWorld env")
+
+    monkeypatch.setattr(ScienceWorldEnv, "__init__", never)
+    before = _children()
+    assert registry.max_turns("agentgym/ScienceWorld-v0") == 100  # the class attribute: no JVM
+    assert registry.max_turns("agentgym/ScienceWorld-v0", {"max_turns": 30}) == 30
+    # TextWorld's budget comes from the family's task file, read by the constructor (no engine starts).
+    assert registry.max_turns(COIN) == 25
+    assert registry.max_turns("agentgym/TextWorld-Cooking-v0") == 50
+    assert registry.max_turns(COIN, {"max_turns": 8}) == 8
+    assert _children() <= before
+    env = agentgym.make(COIN)
+    try:
+        assert env.unwrapped.max_turns == registry.max_turns(COIN)
+    finally:
+        env.close()

@@ -6,15 +6,17 @@ import pytest
 
 from agentgym.policies import Generation, Policy, PolicyRequest, make_policy
 from agentgym.rollout import RolloutEngine
-from conftest import COIN
+
+from conftest import COIN, RAY_MODE
 
 
 def _actions(trajectories):
     return [[turn.action for turn in t.turns] for t in trajectories]
 
 
-def test_groups_share_a_task_and_ids_are_consistent():
-    with RolloutEngine(COIN, "train", num_envs=3) as engine:
+@pytest.mark.parametrize("concurrency", ["auto", RAY_MODE])
+def test_groups_share_a_task_and_ids_are_consistent(concurrency):
+    with RolloutEngine(COIN, "train", num_envs=3, concurrency=concurrency) as engine:
         plan = engine.plan(num_tasks=2, group_size=3, seed=1)
         trajectories = engine.run(make_policy("random", seed=1), plan)
     assert len(trajectories) == 6
@@ -32,7 +34,7 @@ def test_groups_share_a_task_and_ids_are_consistent():
     assert len({t.episode_id for t in trajectories}) == 6
 
 
-@pytest.mark.parametrize("concurrency", ["thread", "process"])
+@pytest.mark.parametrize("concurrency", ["thread", "process", RAY_MODE])
 def test_concurrency_modes_give_the_same_trajectories(concurrency):
     runs = {}
     for mode in ("sequential", concurrency):
@@ -56,9 +58,10 @@ class _Recorder(Policy):
         return [Generation("Action: " + r.admissible_actions[0].upper()) for r in requests]
 
 
-def test_prompts_use_the_template_and_replies_go_through_the_parser():
+@pytest.mark.parametrize("concurrency", ["auto", RAY_MODE])
+def test_prompts_use_the_template_and_replies_go_through_the_parser(concurrency):
     policy = _Recorder()
-    with RolloutEngine(COIN, "dev", num_envs=2) as engine:
+    with RolloutEngine(COIN, "dev", num_envs=2, concurrency=concurrency) as engine:
         trajectories = engine.run(policy, engine.plan(num_tasks=2, seed=0))
     request = policy.seen[0]
     assert request.expert_action is None  # only expert policies see the expert's action

@@ -16,7 +16,7 @@ from agentgym.prompting import PromptTemplate
 from agentgym.records import Trajectory, Turn, read_jsonl
 from agentgym.rollout import RolloutEngine
 from agentgym.contract import Task
-from agentgym.trainers import common
+from agentgym.trainers.logprobs import sample_logprobs
 from agentgym.trainers.losses import aggregate
 from agentgym.trainers.sft import SFTConfig, rejection_filter, train, training_samples
 
@@ -46,7 +46,7 @@ def test_sft_loss_covers_exactly_the_action_tokens(layout):
                if m]
     assert in_loss == [token for action in actions for token in policy.reply_ids(action)]
     # The loss equals the mean negative log-likelihood of exactly those tokens under a plain forward pass.
-    logprobs, _, mask = common.policy_logprobs(policy, samples, temperature=1.0, choice_temperature=1.0, grad=False)
+    logprobs, _, mask = sample_logprobs(policy, samples, temperature=1.0, choice_temperature=1.0, grad=False)
     loss = -aggregate(logprobs, mask, "token-mean")
     expected = []
     for sample in samples:
@@ -65,7 +65,7 @@ def test_choice_mode_clones_the_choice_distribution():
     samples = training_samples(trajectories, policy, SFTConfig(model="tiny", mode="choice"))
     turns = [turn for t in trajectories for turn in t.turns]
     assert [s.candidates[s.chosen] for s in samples] == [policy.reply_ids(t.action) for t in turns]
-    logprobs, _, mask = common.policy_logprobs(policy, samples, temperature=1.0, choice_temperature=1.0, grad=False)
+    logprobs, _, mask = sample_logprobs(policy, samples, temperature=1.0, choice_temperature=1.0, grad=False)
     assert mask.sum() == len(samples) and (logprobs[:, 0] <= 0).all()
 
 

@@ -1,4 +1,4 @@
-"""Every worked example of ALGORITHMS.md for the trainer core: PPO clip, aggregation, KL, GRPO, Dr.GRPO,
+"""Every worked example of docs/algorithms.md (§0.2–0.6, §1.5, §6.3, §7.4) for the trainer core: PPO clip, aggregation, KL, GRPO, Dr.GRPO,
 GiGPO and EPO, with their edge cases; and hand-computed examples for PPO's GAE and value loss."""
 
 from __future__ import annotations
@@ -75,6 +75,29 @@ def test_grpo_broadcasts_the_outcome_to_every_turn_with_invalid_penalty():
     advantages = grpo_advantages(stats, use_std=False, invalid_penalty=0.1)
     scores = np.array([1.0, 0.9, 1.0, 0.0, 0.0])
     assert advantages == pytest.approx(scores - scores.mean())
+
+
+def _flow_stats(rewards_per_episode: list[float], turns_per_episode: list[int]):
+    groups, episodes, turns, keys, rewards = [], [], [], [], []
+    for episode, (reward, count) in enumerate(zip(rewards_per_episode, turns_per_episode)):
+        for turn in range(count):
+            groups.append("query")
+            episodes.append(f"T{episode}")
+            turns.append(turn)
+            keys.append(f"s{episode}{turn}")
+            rewards.append(reward if turn == count - 1 else 0.0)  # the judged outcome at the end
+    return _stats(groups, episodes, turns, keys, rewards)
+
+
+def test_flow_grpo_worked_example_trajectory_and_turn_weighted():
+    """docs/algorithms.md §3.4: T = [3, 2, 3, 1] turns, R = [1, 0, 0, 1]."""
+    stats = _flow_stats([1.0, 0.0, 0.0, 1.0], [3, 2, 3, 1])
+    by_trajectory = grpo_advantages(stats, weighting="trajectories")
+    assert by_trajectory == pytest.approx([0.8660] * 3 + [-0.8660] * 2 + [-0.8660] * 3 + [0.8660], abs=1e-4)
+    by_turn = grpo_advantages(stats, weighting="turns")
+    assert by_turn == pytest.approx([1.0541] * 3 + [-0.8433] * 2 + [-0.8433] * 3 + [1.0541], abs=1e-4)
+    for weighting in ("trajectories", "turns"):  # a group that all won teaches nothing
+        assert grpo_advantages(_flow_stats([1.0] * 4, [3, 2, 3, 1]), weighting=weighting) == pytest.approx([0.0] * 9)
 
 
 GIGPO_STATES = [["s0", "s1", "s2"], ["s0", "s1", "s3"], ["s0", "s4", "s2"], ["s0", "s4", "s5"]]
@@ -184,3 +207,93 @@ def test_clipped_value_loss():
     # clip 0.2: 0.7 → max(0.04, 0.09) / 2; 0.6 → max(0.04, 0.36) / 2; 0.7 is inside → 0.09 / 2.
     assert clipped_value_loss(values, old, returns, clip=0.2).tolist() == pytest.approx([0.045, 0.18, 0.045])
     assert clipped_value_loss(values, old, returns, clip=None).tolist() == pytest.approx([0.02, 0.02, 0.045])
+
+
+# --- IGPO (docs/algorithms.md §2.5): the p sequences, F1 outcomes and advantages of the worked example.
+IGPO_P = [[0.10, 0.30, 0.60], [0.10, 0.05, 0.05], [0.10, 0.40], [0.10, 0.10, 0.20]]
+IGPO_F1 = [1.0, 0.0, 0.5, 0.0]
+
+
+def _igpo_worked_example():
+    from agentgym.trainers.igpo import turn_rewards
+
+    rewards, episodes, turns = [], [], []
+    for index, (p, f1) in enumerate(zip(IGPO_P, IGPO_F1)):
+        rollout_rewards, _ = turn_rewards(p, f1, [False] * len(p))
+        rewards += rollout_rewards
+        episodes += [f"r{index}"] * len(p)
+        turns += list(range(len(p)))
+    return rewards, _stats(["g"] * len(rewards), episodes, turns, ["s"] * len(rewards), rewards=[0.0] * len(rewards))
+
+
+def test_igpo_worked_example_paper_mode():
+    from agentgym.trainers.igpo import paper_advantages
+
+    rewards, stats = _igpo_worked_example()
+    assert rewards == pytest.approx([0.2, 0.3, 1.0, -0.05, 0.0, 0.0, 0.3, 0.5, 0.0, 0.1, 0.0])
+    assert np.mean(rewards) == pytest.approx(0.2136, abs=1e-4)
+    assert np.std(rewards, ddof=1) == pytest.approx(0.3131, abs=1e-4)
+    assert np.std(rewards) == pytest.approx(0.2986, abs=1e-4)  # population std: not the one used
+    advantages = paper_advantages(stats, rewards, gamma=1.0)
+    assert advantages == pytest.approx([2.7436, 2.7872, 2.5114, -2.2065, -1.3646, -0.6823, 1.1904, 0.9145,
+                                        -1.7275, -1.0452, -0.6823], abs=1e-4)
+    # γ = 0.9 discounts the same z-scores: rollout 2 gets 0.2758 + 0.9 × 0.9145.
+    assert paper_advantages(stats, rewards, gamma=0.9)[6:8] == pytest.approx([1.0989, 0.9145], abs=1e-4)
+
+
+def test_igpo_worked_example_code_mode():
+    from agentgym.trainers.igpo import column_baseline_advantages
+
+    rewards, _ = _igpo_worked_example()
+    # One token per turn and no observation tokens: each row holds its rollout's turn rewards.
+    rows = [rewards[0:3], rewards[3:6], rewards[6:8], rewards[8:11]]
+    advantages = column_baseline_advantages(rows, [[1] * len(row) for row in rows], ["g"] * 4)
+    # Returns-to-go [1.5, 1.3, 1.0], [−0.05, 0, 0], [0.8, 0.5], [0.1, 0.1, 0.0]; column means over all four
+    # rows, the short rollout counting 0 at column 2 (the authors' zero-padded batch): 0.5875, 0.475, 0.25.
+    assert advantages[0] == pytest.approx([0.9125, 0.825, 0.75])
+    assert advantages[1] == pytest.approx([-0.6375, -0.475, -0.25])
+    assert advantages[2] == pytest.approx([0.2125, 0.025])
+    assert advantages[3] == pytest.approx([-0.4875, -0.375, -0.25])
+
+
+def test_igpo_code_mode_runs_through_observation_tokens_and_compares_columns():
+    from agentgym.trainers.igpo import column_baseline_advantages
+
+    # Rollout A: a 2-token search (IG 0.2 on its last token), 2 observation tokens, a 1-token answer (F1 1).
+    # Rollout B: a 3-token answer right away (F1 0.5). Returns-to-go: A [1.2, 1.2, 1, 1, 1], B [0.5, 0.5, 0.5].
+    # Column means 0.85, 0.85, 0.75, 0.5, 0.5: column 2 sets A's observation against B's answer token.
+    a, b = column_baseline_advantages([[0, 0.2, 0, 0, 1.0], [0, 0, 0.5]], [[1, 1, 0, 0, 1], [1, 1, 1]], ["g", "g"])
+    assert a == pytest.approx([0.35, 0.35, 0.0, 0.0, 0.5])
+    assert b == pytest.approx([-0.35, -0.35, -0.25])
+
+
+def test_igpo_format_penalty_and_edge_cases():
+    from agentgym.records import Turn
+    from agentgym.trainers.igpo import malformed, turn_rewards
+
+    def turn(response: str, invalid: bool = False) -> Turn:
+        return Turn("e", "g", "t", 0, [], response, response, 0.0, False, False, invalid, "s", "s")
+
+    tags = ("think", "search", "answer")
+    assert [malformed(turn(text), tags) for text in ("", "  \n", "<search>x", "<search>x</search></answer>",
+                                                     "<SEARCH>x</search>", "<think>a</think><answer>b</answer>")] \
+        == [True, True, True, True, False, False]
+    assert malformed(turn("go north", invalid=True), tags)  # no tags: the env could not read it
+    # A rollout that never answers: its last turn earns the penalty; a malformed middle turn too; gains stay.
+    rewards, gains = turn_rewards([0.1, 0.3, 0.2], None, [False, True, False])
+    assert rewards == pytest.approx([0.2, -2.0, -2.0]) and gains[:2] == pytest.approx([0.2, -0.1])
+    assert gains[2] is None
+    # A one-turn answer: the F1 alone, no gain. A malformed answer turn: the (configurable) penalty.
+    assert turn_rewards([0.4], 0.5, [False]) == ([0.5], [None])
+    assert turn_rewards([0.1, 0.2], 1.0, [False, True], format_penalty=-1.0)[0] == pytest.approx([0.1, -1.0])
+
+
+def test_igpo_gives_a_group_with_no_correct_answer_an_advantage_where_gains_differ():
+    from agentgym.trainers.igpo import paper_advantages, turn_rewards
+
+    # Every F1 is 0, so GRPO's outcome advantages are all 0; the information gains still rank the searches.
+    rewards = turn_rewards([0.1, 0.5], 0.0, [False, False])[0] + turn_rewards([0.1, 0.05], 0.0, [False, False])[0]
+    stats = _stats(["g"] * 4, ["a", "a", "b", "b"], [0, 1, 0, 1], ["s"] * 4, rewards=[0.0] * 4)
+    assert grpo_advantages(stats) == pytest.approx([0, 0, 0, 0])  # the env's rewards: every answer wrong
+    advantages = paper_advantages(stats, rewards)
+    assert advantages[0] > 0 > advantages[2]

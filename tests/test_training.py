@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import importlib.metadata
 import json
 import pathlib
 import signal
@@ -13,7 +16,8 @@ import pytest
 import torch
 
 from agentgym.cli import main, read_config
-from agentgym.trainers import common
+from agentgym.trainers import loop
+from agentgym.trainers.config import make_config
 from agentgym.trainers.epo import EntropySmoothing, EPOConfig
 from agentgym.trainers.grpo import GRPOConfig, train
 
@@ -44,8 +48,8 @@ def test_grpo_learns_on_the_tiny_model(tmp_path):
 
 def test_epo_runs_and_keeps_a_per_turn_entropy_history(tmp_path):
     config = EPOConfig(**{**ONE_TURN_COIN, "env_kwargs": {"max_turns": 2}}, iterations=2, output_dir=str(tmp_path))
-    regulariser = EntropySmoothing()
-    result = train(config, regulariser, progress=False)
+    regulariser = EntropySmoothing(config)
+    result = loop.train(regulariser, progress=False)
     assert len(regulariser.history) == 2 and len(regulariser.history[0]) == 2
     assert regulariser.turn_means()[0] > 0
     assert any("smooth_penalty" in row for row in result["rows"])
@@ -90,12 +94,12 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 
 def test_config_from_yaml_and_overrides():
-    config = common.make_config(GRPOConfig, {"iterations": 3, "lr": "1e-5"}, ["lr=2e-4", "env_kwargs={max_turns: 4}",
+    config = make_config(GRPOConfig, {"iterations": 3, "lr": "1e-5"}, ["lr=2e-4", "env_kwargs={max_turns: 4}",
                                                                             "dual_clip=null"])
     assert config.iterations == 3 and config.lr == pytest.approx(2e-4) and isinstance(config.lr, float)
     assert config.env_kwargs == {"max_turns": 4} and config.dual_clip is None
     with pytest.raises(ValueError, match="Unknown setting.*'learning_rate'.*known: .*lr"):
-        common.make_config(GRPOConfig, {}, ["learning_rate=1"])
+        make_config(GRPOConfig, {}, ["learning_rate=1"])
 
 
 def test_a_config_key_set_twice_is_an_error(tmp_path):
@@ -107,18 +111,16 @@ def test_a_config_key_set_twice_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(ROOT.glob("configs/*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
-    from agentgym.trainers.epo import EPOConfig
+    """Every config parses with its trainer's documented settings (unknown keys are an error)."""
     from agentgym.trainers.pipeline import stages_of
-    from agentgym.trainers.pointer import PointerConfig
-    from agentgym.trainers.ppo import PPOConfig
-    from agentgym.trainers.sft import SFTConfig
 
-    classes = {"grpo": GRPOConfig, "epo": EPOConfig, "ppo": PPOConfig, "sft": SFTConfig, "pointer": PointerConfig}
+    trainers = {ep.name: ep for ep in importlib.metadata.entry_points(group="agentgym.trainers")}
     settings = read_config(path)  # also rejects a key set twice
     name = settings.pop("trainer")
     stages = stages_of(settings)[1] if name == "pipeline" else [(name, settings)]
     for stage, values in stages:
-        config = common.make_config(classes[stage], values)  # unknown keys are an error
+        config_class = importlib.import_module(trainers[stage].module).CONFIG
+        config = make_config(config_class, values)
         assert (getattr(config, "iterations", 0) or config.epochs) > 0
 
 
@@ -146,3 +148,33 @@ def test_informative_groups_drops_saturated_groups():
     batch = [episode("mixed", "m1", 1.0), episode("mixed", "m2", 0.0), episode("won", "w1", 1.0),
              episode("won", "w2", 1.0), episode("lost", "l1", 0.0)]
     assert [t.episode_id for t in informative_groups(batch)] == ["m1", "m2"]
+
+
+@pytest.mark.parametrize("trainer", ["grpo", "epo", "ppo", "sft", "pointer", "igpo", "gui_rcpo"])
+def test_every_setting_is_documented_and_configs_hold_only_their_algorithms(trainer, capsys):
+    import importlib
+
+    from agentgym.trainers.config import setting_help
+
+    config_class = importlib.import_module(f"agentgym.trainers.{trainer}").CONFIG
+    helps = setting_help(config_class)
+    undocumented = [f.name for f in dataclasses.fields(config_class) if not helps.get(f.name, ("", ""))[1]]
+    assert not undocumented, f"{config_class.__name__}: settings without a meaning: {undocumented}"
+    assert main(["train", "--help-config", trainer]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"  {f.name} = " in printed for f in dataclasses.fields(config_class))
+    # No algorithm's config carries another algorithm's settings (PPO once inherited GRPO's).
+    names = {f.name for f in dataclasses.fields(config_class)}
+    foreign = {"ppo": {"norm_by_std", "step_weight", "dynamic_sampling", "smooth_coef"},
+               "grpo": {"vf_coef", "gae_lambda", "smooth_coef", "rejection_sampling"},
+               "sft": {"clip_low", "kl_coef", "norm_by_std", "vf_coef"}}.get(trainer, set())
+    assert not names & foreign, names & foreign
+
+
+def test_loss_settings_are_built_by_name():
+    from agentgym.trainers.update import LossSettings
+
+    settings = LossSettings.of(GRPOConfig(clip_high=0.3, dual_clip=None, kl_coef=0.02))
+    assert (settings.clip_high, settings.dual_clip, settings.kl_coef) == (0.3, None, 0.02)
+    with pytest.raises(TypeError):
+        LossSettings(0.2, 0.28)  # keyword-only: a reordered field can never swap two settings

@@ -8,10 +8,12 @@ import torch
 from agentgym.hf_policy import HFPolicy
 from agentgym.prompting import HistoryItem, PromptTemplate
 from agentgym.rollout import RolloutEngine
-from agentgym.trainers import common
-from agentgym.trainers.common import build_policy
 from agentgym.trainers.grpo import GRPOConfig, train
-from agentgym.trainers.ppo import PPOConfig, ValueBaseline
+from agentgym.trainers.logprobs import pad_rows, sample_logprobs
+from agentgym.trainers.model import build_policy
+from agentgym.trainers.ppo import PPOConfig
+from agentgym.trainers.ppo import train as train_ppo
+from agentgym.trainers.samples import episode_samples
 
 from test_training import ONE_TURN_COIN
 
@@ -39,7 +41,7 @@ def test_episode_layout_rebuilds_each_dialogue_with_the_rollout_logprobs():
     policy = HFPolicy("tiny", mode="generate", max_new_tokens=8, seed=0)
     trajectories = _chat_rollout(policy)
     turns = [turn for trajectory in trajectories for turn in trajectory.turns]
-    samples = common.episode_samples(trajectories, list(range(len(turns))))
+    samples = episode_samples(trajectories, list(range(len(turns))))
     assert len(samples) < len(turns)  # whole dialogues, not one sample per turn
     assert sum(sum(s.loss_mask) for s in samples) == sum(len(t.action_token_ids) for t in turns)
     # Every action keeps its own turn's advantage; observation tokens get none.
@@ -48,8 +50,8 @@ def test_episode_layout_rebuilds_each_dialogue_with_the_rollout_logprobs():
     assert all(a == 0 for s in samples for a, m in zip(s.token_advantages, s.loss_mask) if not m)
     # The policy's log-probs over the concatenated sequence are those it sampled with: each turn's
     # context is exactly the dialogue before it.
-    logprobs, _, mask = common.policy_logprobs(policy, samples, temperature=1.0, choice_temperature=1.0, grad=False)
-    old, _ = common._pad([torch.tensor(s.old_logprobs) for s in samples])
+    logprobs, _, mask = sample_logprobs(policy, samples, temperature=1.0, choice_temperature=1.0, grad=False)
+    old, _ = pad_rows([torch.tensor(s.old_logprobs) for s in samples])
     assert mask.sum() == sum(len(t.action_token_ids) for t in turns)
     assert torch.allclose(logprobs * mask, old * mask, atol=1e-4)
 
@@ -60,23 +62,25 @@ def test_windowed_prompts_fall_back_to_one_sequence_per_turn():
                        env_kwargs={"max_turns": 3}) as engine:
         trajectories = engine.run(policy, engine.plan(task_ids=[next(iter(engine.tasks))], seed=0))
     turns = trajectories[0].turns
-    assert len(common.episode_samples(trajectories, [0.0] * len(turns))) == len(turns)
+    assert len(episode_samples(trajectories, [0.0] * len(turns))) == len(turns)
 
 
 @pytest.mark.parametrize("lora_rank", [0, 4])
 def test_reference_policy_is_the_starting_model(lora_rank):
     config = GRPOConfig(model="tiny", lora_rank=lora_rank, mode="generate")
     policy = build_policy(config)
-    reference = common.ReferencePolicy(policy)
-    assert (reference.frozen is None) == (lora_rank > 0)  # LoRA needs no second copy
+    policy.keep_reference()
+    copies = sum(isinstance(value, torch.nn.Module) for value in vars(policy).values())
+    assert copies == (1 if lora_rank > 0 else 2)  # LoRA needs no second copy of the model
     prompts, replies = [[1, 2, 3, 4, 5]], [[[6, 7, 8]]]
     before = policy.token_logprobs(prompts, replies)[0][0][0]
     with torch.no_grad():
         for parameter in policy.model.parameters():
             if parameter.requires_grad:
                 parameter.add_(0.05 * torch.randn_like(parameter))
+    policy.weights_changed()
     after = policy.token_logprobs(prompts, replies)[0][0][0]
-    with reference():
+    with policy.as_reference():
         as_reference = policy.token_logprobs(prompts, replies)[0][0][0]
     assert not torch.allclose(before, after, atol=1e-4)
     assert torch.allclose(before, as_reference, atol=1e-6)
@@ -103,11 +107,11 @@ def test_episode_layout_trains(tmp_path):
 
 def test_ppo_with_a_value_head_learns(tmp_path):
     config = PPOConfig(**ONE_TURN_COIN, iterations=15, value_lr=0.01, output_dir=str(tmp_path))
-    result = train(config, ValueBaseline(), progress=False)
+    result = train_ppo(config, progress=False)
     assert result["before"]["eval_success_rate"] <= 0.2
     assert result["after"]["eval_success_rate"] >= 0.8
     # The value head tracks the expected return (here: the success rate) as the policy improves.
     rows = [row for row in result["rows"] if "value_mean" in row]
     assert rows[0]["value_mean"] == 0.0
     assert all(abs(row["value_mean"] - row["train_success_rate"]) < 0.3 for row in rows[-3:])
-    assert "head" in torch.load(tmp_path / "checkpoint.pt", weights_only=False)["hooks"]
+    assert "head" in torch.load(tmp_path / "checkpoint.pt", weights_only=False)["algorithm"]

@@ -50,7 +50,7 @@ def test_a_wrong_option_earns_webshops_partial_reward():
         while True:
             action = env.unwrapped.expert_action()
             if action.startswith("select"):  # skip choosing options: the first listed value stays
-                buy = next(f"click[{i}]" for i, role, label, *_ in env.unwrapped._items if label == "Buy Now")
+                buy = next(f"click[{e.id}]" for e in env.unwrapped._elements if e.label == "Buy Now")
                 _, reward, terminated, _, info = env.step(buy)
                 break
             env.step(action)
@@ -115,7 +115,7 @@ def test_miniwob_reward_comes_from_the_page():
     try:
         observation, info = env.reset(seed=3)
         right = env.unwrapped.expert_action()
-        wrong = next(f"click[{i}]" for i, role, *_ in env.unwrapped._items if role == "button" and f"click[{i}]" != right)
+        wrong = next(f"click[{e.id}]" for e in env.unwrapped._elements if e.role == "button" and f"click[{e.id}]" != right)
         observation, reward, terminated, _, info = env.step("press the big button")
         assert info["invalid_action"] and not terminated
         observation, reward, terminated, _, info = env.step(wrong)

@@ -1,0 +1,154 @@
+"""A managed headless Chromium behind Playwright, shared by the browser families (GUI, web).
+
+One browser per env, started on first use from Debian's ``/usr/bin/chromium`` (never a downloaded
+build); a fresh context per page; a timeout on every call; every request outside ``file:``/``data:``
+URLs and the allowed local origins is blocked (and recorded). A crashed or hung browser is discarded
+and surfaces as :class:`~agentgym.contract.EngineCrashed`, so the env truncates the episode and the
+next use starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from agentgym.contract import EngineCrashed
+from agentgym.doctor import Check, package_check
+
+CHROMIUM = os.environ.get("AGENTGYM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
+DEFAULT_TIMEOUT_MS = 15_000
+
+
+# Playwright's sync API allows one driver per thread (a second start() in the same thread fails), so the
+# Browsers of one thread (several envs stepped sequentially) share it, counted, and the last one stops it.
+_drivers = threading.local()
+
+
+def _acquire_driver() -> Any:
+    from playwright.sync_api import sync_playwright
+
+    if getattr(_drivers, "users", 0) == 0:
+        _drivers.playwright = sync_playwright().start()
+    _drivers.users = getattr(_drivers, "users", 0) + 1
+    return _drivers.playwright
+
+
+def _release_driver() -> None:
+    _drivers.users -= 1
+    if _drivers.users == 0:
+        with contextlib.suppress(Exception):
+            _drivers.playwright.stop()
+        _drivers.playwright = None
+
+
+class Browser:
+    """Headless Chromium for one env.
+
+    Args:
+        allowed_origins: origins pages may reach besides ``file:``/``data:`` (e.g. the env's own
+            ``http://127.0.0.1:PORT``).
+        timeout_ms: Playwright's default timeout for every page call.
+    """
+
+    def __init__(self, *, allowed_origins: Sequence[str] = (), timeout_ms: int = DEFAULT_TIMEOUT_MS):
+        self.allowed_origins = tuple(allowed_origins)
+        self.timeout_ms = timeout_ms
+        self.blocked: list[str] = []
+        """URLs the pages tried to reach and were refused."""
+        self._playwright: Any = None
+        self._browser: Any = None
+        self._kept: dict[tuple[int, int], Any] = {}
+        self.starts = 0
+
+    def _start(self) -> None:
+        if not os.path.exists(CHROMIUM):
+            raise FileNotFoundError(f"Chromium not found at {CHROMIUM}: sudo apt-get install -y chromium "
+                                    "(or set AGENTGYM_CHROMIUM). Do not run `playwright install`.")
+        self._playwright = _acquire_driver()
+        self._browser = self._playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                         args=list(CHROMIUM_ARGS), timeout=self.timeout_ms)
+        self.starts += 1
+
+    def _route(self, route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("file:", "data:", "about:", "blob:")) or url.startswith(self.allowed_origins or ("\x00",)):
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort("blockedbyclient")
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Wrap calls on a page this browser made: a Playwright failure (a dead browser, a call past its
+        timeout) discards the browser and is raised as :class:`EngineCrashed`."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            yield
+        except PlaywrightError as error:
+            self.close()
+            raise EngineCrashed(f"Chromium failed: {str(error).strip().splitlines()[0]}") from error
+
+    @contextlib.contextmanager
+    def page(self, width: int, height: int, *, fresh: bool = True) -> Iterator[Any]:
+        """A page of ``width x height`` CSS pixels, in a browser started (or restarted) as needed: in a
+        fresh context closed afterwards (an episode that must not see another's cookies or storage), or
+        with ``fresh=False`` a kept page of that size (one page reused across episodes or static screens,
+        without paying ~0.5 s for a context each time)."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        with self.guard():
+            if self._browser is None or not self._browser.is_connected():
+                self.close()
+                self._start()
+            if not fresh:
+                if (width, height) not in self._kept:
+                    self._kept[(width, height)] = self._new_page(width, height)
+                yield self._kept[(width, height)]
+                return
+            page = self._new_page(width, height)
+            try:
+                yield page
+            finally:
+                with contextlib.suppress(PlaywrightError):
+                    page.context.close()
+
+    def _new_page(self, width: int, height: int) -> Any:
+        context = self._browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+        context.set_default_timeout(self.timeout_ms)
+        context.route("**/*", self._route)
+        return context.new_page()
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running browser (for tests and leak checks)."""
+        import psutil
+
+        if self._browser is None:
+            return []
+        return [child.pid for child in psutil.Process().children(recursive=True) if "chrom" in child.name()]
+
+    def close(self) -> None:
+        browser, playwright = self._browser, self._playwright
+        self._browser = self._playwright = None
+        self._kept = {}
+        if browser is not None:
+            with contextlib.suppress(Exception):
+                browser.close()
+        if playwright is not None:
+            _release_driver()
+
+
+def doctor_checks() -> list[Check]:
+    """Playwright and Debian's Chromium, which every browser family runs on; those families include them
+    in their own ``agentgym.doctor`` checks (the doctor reports each once)."""
+    found = os.path.exists(CHROMIUM)
+    chromium = Check("chromium", found, CHROMIUM if found else f"not found at {CHROMIUM}",
+                     "" if found else "sudo apt-get install -y chromium   (or set AGENTGYM_CHROMIUM; "
+                                      "never `playwright install`)")
+    return [package_check("playwright", "web", "drives Chromium"), chromium]
