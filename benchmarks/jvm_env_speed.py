@@ -4,7 +4,9 @@ the bare JVM call, side by side in one run, replaying the same gold action seque
 `scienceworld.ScienceWorldEnv.step` rebuilds the valid-action list, look, inventory and task description
 on every call; `TextWorldExpressEnv.step` makes a second JVM call for the task description. agentgym's
 envs ask only for what the observation needs (ScienceWorld's valid-action list only when
-`admissible_actions=True`, measured too). Resets and task loading are outside the timed loop.
+`admissible_actions=True`, measured too). Resets and task loading are outside the timed loop; the
+ScienceWorld resets are timed on their own, each loading another task: agentgym's env with its constant
+identity hash (`reproducible=True`, the default) and without it, and the package's `load` + `reset`.
 
     python benchmarks/jvm_env_speed.py [--tasks 6] [--rounds 3]
 """
@@ -51,6 +53,7 @@ def scienceworld(args) -> None:
     from scienceworld import ScienceWorldEnv as PackageEnv
 
     ours = agentgym.make("agentgym/ScienceWorld-v0", split="test", max_turns=10_000)
+    legacy = agentgym.make("agentgym/ScienceWorld-v0", split="test", max_turns=10_000, reproducible=False)
     listing = agentgym.make("agentgym/ScienceWorld-v0", split="test", max_turns=10_000, admissible_actions=True)
     package = PackageEnv("", envStepLimit=10_000)
     names = sorted({task.payload["task_name"] for task in ours.unwrapped.tasks})
@@ -77,14 +80,44 @@ def scienceworld(args) -> None:
         return (lambda: ours.reset(options={"task_id": workload["task"].id})), server.step
 
     rates = race({"scienceworld.ScienceWorldEnv.step": package_side, "agentgym ScienceWorldEnv": env_side(ours),
+                  "agentgym, reproducible=False": env_side(legacy),
                   "agentgym, admissible_actions=True": env_side(listing), "bare JVM server.step": bare_side},
                  workloads, args.rounds)
     report(f"ScienceWorld: gold paths of {len(workloads)} tasks "
            f"({sum(len(w['actions']) for w in workloads)} steps) x {args.rounds} rounds", rates,
            "scienceworld.ScienceWorldEnv.step")
-    for env in (ours, listing):
+    scienceworld_resets(workloads, {"agentgym ScienceWorldEnv": ours, "agentgym, reproducible=False": legacy},
+                        package, args.rounds)
+    for env in (ours, legacy, listing):
         env.close()
     package.close()
+
+
+def scienceworld_resets(workloads: list, envs: dict, package, rounds: int) -> None:
+    """Milliseconds per reset that loads another task (the workloads' tasks in turn), sides rotating."""
+    def package_reset(task):
+        package.load(task.payload["task_name"], task.payload["variation"], "")
+        package.reset()
+
+    def env_reset(env):
+        return lambda task: env.reset(options={"task_id": task.id})
+
+    sides = {name: env_reset(env) for name, env in envs.items()}
+    sides["scienceworld load + reset"] = package_reset
+    seconds = dict.fromkeys(sides, 0.0)
+    resets = 0
+    for round_index in range(rounds):
+        for index, workload in enumerate(workloads):
+            names = list(sides)
+            shift = (round_index + index) % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                sides[name](workload["task"])
+                seconds[name] += time.perf_counter() - start
+            resets += 1
+    print(f"ScienceWorld resets ({resets} per side, each to another task)")
+    for name, total in seconds.items():
+        print(f"  {name:<38} {1000 * total / resets:8.1f} ms per reset")
 
 
 def textworld_express(args) -> None:

@@ -4,11 +4,14 @@ the official-data path of the env runs on it."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import warnings
 from collections import Counter
 
+import psutil
 import pytest
 
 import agentgym
@@ -148,3 +151,36 @@ def test_the_cached_engine_says_exactly_what_alfworlds_engine_says():
         theirs.close()
     finally:
         env.close()
+
+
+def test_reset_step_close_leave_no_file_open_and_reuse_one_planner_library():
+    """Issue #19: the engine's ``load`` left each game file open (``ResourceWarning: unclosed file``).
+    Issue #28: each game loaded a new copy of fast-downward's library that was never freed (~3.5 MiB a
+    game), and TextWorld kept every game's facts interned for good."""
+    from mementos import core
+
+    from agentgym.envs.alfworld.env import DOWNWARD_LIBRARIES
+
+    process = psutil.Process()
+    unraisable, libraries = [], []  # a warning raised in a file's __del__ reaches only sys.unraisablehook
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            for round_ in range(2):
+                if round_ == 1:
+                    fds, interned = process.num_fds(), len(core._memento_cache)
+                env = agentgym.make(ALFWORLD, split="test", task_types=["pick_and_place_simple"])
+                for task in env.unwrapped.tasks[3 * round_: 3 * round_ + 3]:  # three games, three engines
+                    observation, _ = env.reset(options={"task_id": task.id})
+                    env.step(observation["admissible_actions"][0])
+                env.close()
+                gc.collect()
+                libraries.append(DOWNWARD_LIBRARIES.loaded)
+    finally:
+        sys.unraisablehook = hook
+    assert not unraisable, [str(item.exc_value) for item in unraisable]
+    assert libraries[1] == libraries[0], "the second env's three games should reuse the library the first left"
+    assert process.num_fds() == fds and not process.children()
+    # Kept, three games would add ~3,000 facts; TextWorld's grammar still holds the last game's until the next.
+    assert len(core._memento_cache) < interned + 500, "the closed games' interned facts should be gone"

@@ -27,7 +27,10 @@ def test_a_killed_jvm_truncates_the_episode_and_the_next_reset_runs_on_a_fresh_o
         env.reset(seed=0)
         engine = env.unwrapped.engine
         old_pid = engine.pid
-        assert psutil.Process(old_pid).cmdline().count("-Xmx512m") == 1
+        options = psutil.Process(old_pid).cmdline()
+        assert options.count("-Xmx512m") == 1
+        # ScienceWorld's JVM has one constant identity hash, so its episodes do not depend on its history.
+        assert ("-XX:hashCode=2" in options) == (env_id == JVM_IDS[0])
         os.kill(old_pid, signal.SIGKILL)
         psutil.Process(old_pid).wait(timeout=10)
         observation, reward, terminated, truncated, info = env.step("look around")
@@ -35,6 +38,7 @@ def test_a_killed_jvm_truncates_the_episode_and_the_next_reset_runs_on_a_fresh_o
         assert "crashed" in observation["text"]
         observation, info = env.reset(seed=1)
         assert engine.starts == 2 and engine.pid != old_pid
+        assert psutil.Process(engine.pid).cmdline()[1:] == options[1:]  # restarted with the same options
         observation, reward, terminated, truncated, info = env.step("look around")
         assert not info["invalid_action"] and not truncated
     finally:

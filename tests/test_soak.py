@@ -1,13 +1,20 @@
-"""500 reset/step/close cycles: memory and threads stay flat (peers leaked JVMs and RAM in long runs)."""
+"""Long runs keep memory, threads and processes flat: 500 make/reset/step/close cycles of one env, and
+one env of every family played for many episodes, its engine processes (JVM, Chromium) included.
+Peers leaked JVMs and RAM in long runs; ALFWorld grew ~3.5 MiB per game until it reused fast-downward."""
 
 from __future__ import annotations
 
 import gc
+import os
 import threading
+import time
+from collections.abc import Callable
 
 import psutil
+import pytest
 
 import agentgym
+
 from conftest import COIN
 
 
@@ -31,3 +38,100 @@ def test_reset_step_close_cycles_do_not_leak():
     assert counts_late == counts_early, f"threads/children/files grew: {counts_early} -> {counts_late}"
     growth_mb = (rss_late - rss_early) / 2**20
     assert growth_mb < 10, f"RSS grew by {growth_mb:.1f} MB over 450 cycles"
+
+
+# --- every family: one env, a new task each episode, memory of this process and its children ---------
+
+def first_admissible(env, observation) -> str:
+    return observation["admissible_actions"][0]
+
+
+def expert(env, observation) -> str | None:
+    return env.unwrapped.expert_action()
+
+
+def look_around(env, observation) -> str:
+    return "look around"  # ScienceWorld lists no actions by default, and its oracle costs ~4 s to start
+
+
+def tree_memory() -> int:
+    """Bytes resident in this process and all its descendants (the JVM, Chromium's processes): PSS where
+    the kernel reports it, so pages the Chromium processes share count once, else RSS."""
+    total = 0
+    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            info = process.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return total
+
+
+def settle(env) -> None:
+    """Collect garbage here and, for the JVM families, in the JVM (a full collection of the serial
+    collector gives back heap it no longer needs, so a JVM still growing its heap towards the cap does
+    not read as a leak)."""
+    gc.collect()
+    engine = getattr(env.unwrapped, "engine", None)
+    if getattr(engine, "pid", None) is not None and hasattr(engine, "jvm"):  # a JavaEngine with a live JVM
+        engine.jvm.java.lang.System.gc()
+    time.sleep(0.2)
+
+
+# (id, split, action, tasks to cycle through (None: all, a new one each episode), warm-up, measured N).
+# A leak of 1 MiB an episode would exceed the bound of N/2 MiB. Seconds are on the 2-core machine, loaded.
+FAMILIES = [
+    pytest.param(COIN, "dev", first_admissible, 5, 20, 80, id="textworld"),  # 5 games: each new one costs 1-4 s
+    pytest.param("agentgym/TWX-CoinCollector-v0", "train", first_admissible, None, 40, 160, id="textworld_express"),
+    pytest.param("agentgym/SearchQA-Factbook-v0", "train", expert, None, 40, 200, id="search"),
+    pytest.param("agentgym/TicTacToe-vs-Random-v0", "train", first_admissible, None, 40, 200, id="multiagent_seat"),
+    pytest.param("agentgym/ScienceWorld-v0", "train", look_around, None, 30, 60, id="scienceworld",
+                 marks=pytest.mark.slow),  # ~40 s
+    # Every ALFWorld episode loads another game (the issue's case; ~1 s each); 4 games keep their
+    # translations cached. Before the fix this grew ~3.5 MiB an episode.
+    pytest.param("agentgym/ALFWorld-v0", "test", first_admissible, 4, 8, 40, id="alfworld",
+                 marks=pytest.mark.slow),  # ~60 s
+    pytest.param("agentgym/WebShop-v0", "train", expert, None, 10, 40, id="webshop", marks=pytest.mark.slow),  # ~90 s
+    pytest.param("agentgym/MiniWoB-ClickButton-v0", "train", expert, None, 20, 100, id="miniwob",
+                 marks=pytest.mark.slow),  # ~25 s
+    pytest.param("agentgym/GUIGrounding-v0", "train", expert, None, 20, 100, id="gui", marks=pytest.mark.slow),  # ~30 s
+]
+
+
+def play(env, tasks: list, episode: int, act: Callable) -> None:
+    observation, _ = env.reset(options={"task_id": tasks[(episode * 37) % len(tasks)].id})
+    for _ in range(2):
+        action = act(env, observation)
+        if action is None:
+            return
+        observation, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            return
+
+
+@pytest.mark.parametrize(("env_id", "split", "act", "task_count", "warmup", "episodes"), FAMILIES)
+def test_every_family_keeps_memory_and_processes_flat_over_many_episodes(env_id, split, act, task_count, warmup,
+                                                                        episodes):
+    env = agentgym.make(env_id, split=split)
+    try:
+        tasks = env.unwrapped.tasks[:task_count]
+        for episode in range(warmup):
+            play(env, tasks, episode, act)
+        samples, counts = [], []
+        for episode in range(warmup, warmup + episodes + 1):
+            if (episode - warmup) % (episodes // 4) == 0:
+                settle(env)
+                process = psutil.Process()
+                samples.append(tree_memory())
+                counts.append((threading.active_count(), len(process.children(recursive=True)), process.num_fds()))
+            if episode < warmup + episodes:
+                play(env, tasks, episode, act)
+    finally:
+        env.close()
+    # The last two quarter marks against the first: a leak of 1 MiB an episode adds >= 0.75 N MiB there.
+    growth = (min(samples[-2:]) - samples[0]) / 2**20
+    trace = " ".join(f"{(s - samples[0]) / 2**20:+.1f}" for s in samples)
+    assert growth < episodes / 2, f"{env_id}: memory grew by {growth:.1f} MiB over {episodes} episodes ({trace} MiB)"
+    assert len(set(counts)) == 1, f"{env_id}: threads/children/fds changed: {counts}"
+    if os.environ.get("AGENTGYM_SOAK_REPORT"):
+        print(f"\n{env_id}: {growth:+.1f} MiB over {episodes} episodes after {warmup} ({trace} MiB)")

@@ -1,0 +1,117 @@
+"""Memory over long runs: one env per family plays many episodes, a new task each episode and two steps
+in each, and the resident memory of this process and its children (the JVM, Chromium's processes) is
+read after a warm-up and at the end. Exits 1 if a family grows by more than --bound MiB.
+
+ALFWorld's default is the issue's case at length: 300 resets, each on another game of the test split.
+
+    python benchmarks/soak_memory.py [--families alfworld scienceworld ...] [--episodes 300] [--bound 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+
+import psutil
+
+import agentgym
+
+
+def first_admissible(env, observation):
+    return observation["admissible_actions"][0]
+
+
+def expert(env, observation):
+    return env.unwrapped.expert_action()
+
+
+def look_around(env, observation):
+    return "look around"
+
+
+# name: (id, split, action, tasks to cycle through (None: all))
+FAMILIES = {
+    "textworld": ("agentgym/TextWorld-CoinCollector-v0", "dev", first_admissible, 5),
+    "textworld_express": ("agentgym/TWX-CoinCollector-v0", "train", first_admissible, None),
+    "scienceworld": ("agentgym/ScienceWorld-v0", "train", look_around, None),
+    "alfworld": ("agentgym/ALFWorld-v0", "test", first_admissible, None),
+    "webshop": ("agentgym/WebShop-v0", "train", expert, None),
+    "miniwob": ("agentgym/MiniWoB-ClickButton-v0", "train", expert, None),
+    "gui": ("agentgym/GUIGrounding-v0", "train", expert, None),
+    "search": ("agentgym/SearchQA-Factbook-v0", "train", expert, None),
+    "multiagent_seat": ("agentgym/TicTacToe-vs-Random-v0", "train", first_admissible, None),
+}
+
+
+def tree_memory() -> int:
+    """PSS (else RSS) of this process and all its descendants."""
+    total = 0
+    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            info = process.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return total
+
+
+def settle(env) -> None:
+    gc.collect()
+    engine = getattr(env.unwrapped, "engine", None)
+    if getattr(engine, "pid", None) is not None and hasattr(engine, "jvm"):  # the JVM families: a full
+        engine.jvm.java.lang.System.gc()  # collection gives back heap the JVM no longer needs
+    time.sleep(0.2)
+
+
+def soak(name: str, warmup: int, episodes: int) -> tuple[float, float]:
+    """MiB gained from the end of the warm-up to the end, and seconds per episode."""
+    env_id, split, act, task_count = FAMILIES[name]
+    env = agentgym.make(env_id, split=split)
+    try:
+        tasks = env.unwrapped.tasks[:task_count]
+        start = None
+        for episode in range(warmup + episodes):
+            if episode == warmup:
+                settle(env)
+                start, began = tree_memory(), time.perf_counter()
+            observation, _ = env.reset(options={"task_id": tasks[(episode * 37) % len(tasks)].id})
+            for _ in range(2):
+                action = act(env, observation)
+                if action is None:
+                    break
+                observation, _, terminated, truncated, _ = env.step(action)
+                if terminated or truncated:
+                    break
+        seconds = (time.perf_counter() - began) / episodes
+        settle(env)
+        return (tree_memory() - start) / 2**20, seconds
+    finally:
+        env.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", nargs="+", default=["alfworld"], choices=sorted(FAMILIES))
+    parser.add_argument("--episodes", type=int, default=300, help="measured episodes per family")
+    parser.add_argument("--warmup", type=int, default=60, help="episodes before the first reading (ALFWorld's "
+                        "test split has 60 games: a lap, so the largest kitchens are in before measuring)")
+    parser.add_argument("--bound", type=float, default=100.0, help="MiB a family may grow over the measured episodes")
+    args = parser.parse_args()
+
+    print(f"{'family':18s} {'growth':>10s} {'per episode':>12s} {'s/episode':>10s}   "
+          f"({args.episodes} episodes after {args.warmup}, this process + children, PSS)")
+    failed = []
+    for name in args.families:
+        growth, seconds = soak(name, args.warmup, args.episodes)
+        print(f"{name:18s} {growth:+8.1f} MiB {growth / args.episodes:+8.3f} MiB {seconds:10.3f}", flush=True)
+        if growth > args.bound:
+            failed.append(name)
+    if failed:
+        print(f"grew by more than {args.bound:g} MiB: {', '.join(failed)}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
