@@ -1,0 +1,224 @@
+"""AgentFlow with Flow-GRPO against a single agent, same model, same budget, on questions that need search
+and calculation (agentgym/SearchQA-FactbookMath-v0 and its planner view agentgym/AgentFlow-FactbookMath-v0).
+
+For each seed and each system — the single agent on the plain search env (it must do the arithmetic itself)
+and AgentFlow (the model is the planner; scripted executor, verifier and generator; search, calculator and
+python tools; offline judge) — the embedded SmolLM2-135M is cloned from the scripted oracle's train
+trajectories (``sft``), evaluated, trained with GRPO for the same budget (AgentFlow: Flow-GRPO, i.e.
+``group_stats: trajectories``; single agent: GRPO's turn statistics), and evaluated again, greedily, on
+``test`` and ``test_ood``. The scripted planner is shown for scale.
+
+Every finished (system, seed) is cached as JSON under --out and read back on a rerun, so a killed run
+resumes; an interrupted training stage resumes from its checkpoint. Prints mean ± std over seeds of
+accuracy, tool calls per question, tool errors per question and evaluation seconds per question, writes
+the table and one example trajectory (every module's input and output) to --out, and the GRPO training
+curves to --out/curves.png.
+
+    python benchmarks/agentflow.py --quick      # 1 seed, tiny budget (minutes)
+    python benchmarks/agentflow.py              # 3 seeds, the full budget (hours on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentgym.evaluation import mean_std_ci
+from agentgym.paths import atomic_write
+from agentgym.policies import Policy, make_policy
+from agentgym.prompting import PromptTemplate
+from agentgym.records import Trajectory
+from agentgym.rollout import RolloutEngine
+from agentgym.trainers.config import RunConfig
+from agentgym.trainers.grpo import GRPOConfig
+from agentgym.trainers.grpo import train as train_grpo
+from agentgym.trainers.model import build_policy
+from agentgym.trainers.sft import SFTConfig
+from agentgym.trainers.sft import train as train_sft
+
+SYSTEMS = {
+    # name: (env id, recent turns in the prompt: the single agent must see its searches; AgentFlow's memory
+    # is in its observation, GRPO group statistics)
+    "single-agent": ("agentgym/SearchQA-FactbookMath-v0", 3, "turns"),
+    "agentflow": ("agentgym/AgentFlow-FactbookMath-v0", 0, "trajectories"),
+}
+SPLITS = ("test", "test_ood")
+MODEL = dict(model="embedded", mode="generate", max_new_tokens=32, lora_rank=16, lora_layers=8, num_envs=4)
+BUDGETS = {
+    "quick": dict(seeds=[0], expert_episodes=24, sft_passes=1, iterations=1, tasks=2, group=2, eval_episodes=6),
+    "full": dict(seeds=[0, 1, 2], expert_episodes=200, sft_passes=2, iterations=8, tasks=4, group=4,
+                 eval_episodes=80),
+}
+
+
+def evaluate(policy: Policy, env_id: str, split: str, episodes: int, history: int) -> tuple[dict[str, float],
+                                                                                            list[Trajectory]]:
+    """Accuracy, tool calls, tool errors, invalid replies and seconds per question on a fixed sample of
+    ``split`` (the same questions for every system and seed)."""
+    with RolloutEngine(env_id, split, num_envs=MODEL["num_envs"], template=PromptTemplate(history_window=history)) \
+            as engine:
+        ids = sorted(engine.tasks)
+        picked = [ids[i] for i in np.random.default_rng(10_000).permutation(len(ids))[:episodes]]
+        start = time.perf_counter()
+        trajectories = engine.run(policy, engine.plan(task_ids=picked, seed=10_000, run_id=f"eval-{split}"))
+        seconds = time.perf_counter() - start
+    calls = [sum(int(t.info.get("tool_calls", "search" in t.info)) for t in traj.turns) for traj in trajectories]
+    errors = [sum(int(t.info.get("tool_errors", 0)) for t in traj.turns) for traj in trajectories]
+    return {"accuracy": float(np.mean([t.won for t in trajectories])), "tool_calls": float(np.mean(calls)),
+            "tool_errors": float(np.mean(errors)),
+            "invalid": float(np.mean([t.num_invalid / max(t.num_turns, 1) for t in trajectories])),
+            "seconds": seconds / len(trajectories)}, trajectories
+
+
+def trained_policy(adapters: list[str]) -> Policy:
+    """The embedded model with the run's adapters merged, answering greedily (the paper's test temperature)."""
+    return build_policy(RunConfig(**{**MODEL, "lora_rank": 0}, init_adapters=adapters, temperature=0.0))
+
+
+def run_unit(system: str, seed: int, budget: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Clone, evaluate, train with (Flow-)GRPO, evaluate: one system and seed."""
+    env_id, history, stats = SYSTEMS[system]
+    folder = out / f"{system}-seed{seed}"
+    shared = dict(MODEL, env_id=env_id, history_window=history, seed=seed, eval_split="dev", eval_episodes=2,
+                  eval_every=0)
+    start, result = time.perf_counter(), {"system": system, "seed": seed}
+    sft_dir = folder / "1-sft"
+    if not (sft_dir / "final").is_dir():
+        train_sft(SFTConfig(**shared, collect_policy="oracle", collect_episodes=budget["expert_episodes"],
+                            iterations=budget["sft_passes"], lr=1e-3, output_dir=str(sft_dir),
+                            resume=(sft_dir / "checkpoint.pt").exists()), progress=True)
+    grpo_dir = folder / "2-grpo"
+    if not (grpo_dir / "final").is_dir():
+        train_grpo(GRPOConfig(**shared, init_adapters=[str(sft_dir / "final")], group_stats=stats,
+                              invalid_penalty=0.0 if system == "agentflow" else 0.1, temperature=0.7,
+                              iterations=budget["iterations"], tasks_per_iteration=budget["tasks"],
+                              group_size=budget["group"], lr=2e-4, output_dir=str(grpo_dir),
+                              resume=(grpo_dir / "checkpoint.pt").exists()), progress=True)
+    result["train_seconds"] = time.perf_counter() - start
+    result["curve"] = [row["train_success_rate"] for row in map(json.loads, (grpo_dir / "metrics.jsonl").read_text()
+                                                                 .splitlines()) if "train_success_rate" in row]
+    for stage, adapters in (("cloned", [sft_dir / "final"]), ("trained", [sft_dir / "final", grpo_dir / "final"])):
+        policy = trained_policy([str(a) for a in adapters])
+        for split in SPLITS:
+            metrics, trajectories = evaluate(policy, env_id, split, budget["eval_episodes"], history)
+            result[f"{stage}/{split}"] = metrics
+            if system == "agentflow" and stage == "trained" and split == "test":
+                result["example"] = next((t for t in trajectories if t.won), trajectories[0]).to_dict()
+        policy.close()
+    return result
+
+
+def scripted_unit(budget: dict[str, Any]) -> dict[str, Any]:
+    env_id, history, _ = SYSTEMS["agentflow"]
+    return {f"scripted/{split}": evaluate(make_policy("oracle"), env_id, split, budget["eval_episodes"], history)[0]
+            for split in SPLITS}
+
+
+def cached(path: Path, compute) -> dict[str, Any]:
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    atomic_write(path, lambda handle: handle.write(json.dumps(value, indent=1).encode()))
+    return value
+
+
+def cell(values: list[float], percent: bool = False) -> str:
+    summary = mean_std_ci(values)
+    if percent:
+        return f"{summary['mean']:.1%} ± {summary['std']:.1%}"
+    return f"{summary['mean']:.2f} ± {summary['std']:.2f}"
+
+
+def table(units: list[dict[str, Any]], scripted: dict[str, Any], seeds: int) -> str:
+    rows = [("scripted planner (oracle, for scale)", [scripted])]
+    names = {"single-agent": "single agent", "agentflow": "AgentFlow"}
+    for system in SYSTEMS:
+        mine = [u for u in units if u["system"] == system]
+        method = "Flow-GRPO" if system == "agentflow" else "GRPO"
+        rows.append((f"{names[system]}, cloned planner" if system == "agentflow" else f"{names[system]}, cloned",
+                     [{k.replace('cloned/', 'x/'): v for k, v in u.items()} for u in mine]))
+        rows.append((f"{names[system]}, cloned + {method}", [{k.replace('trained/', 'x/'): v for k, v in u.items()}
+                                                             for u in mine]))
+    header = (f"| system ({seeds} seed{'s' if seeds > 1 else ''}) | split | accuracy | tool calls / question | "
+              "tool errors / question | invalid replies | s / question (provisional) |")
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    for label, runs in rows:
+        for split in SPLITS:
+            key = f"scripted/{split}" if runs and f"scripted/{split}" in runs[0] else f"x/{split}"
+            values = [run[key] for run in runs if key in run]
+            if not values:
+                continue
+            lines.append(f"| {label} | {split} | {cell([v['accuracy'] for v in values], True)} | "
+                         f"{cell([v['tool_calls'] for v in values])} | {cell([v['tool_errors'] for v in values])} | "
+                         f"{cell([v['invalid'] for v in values], True)} | {cell([v['seconds'] for v in values])} |")
+    return "\n".join(lines)
+
+
+def example_markdown(trajectory: dict[str, Any]) -> str:
+    """One AgentFlow episode: each planner turn with every module's input and output."""
+    lines = [f"Question: {trajectory['task']['instruction']}  (reference: {trajectory['task']['answer']})", ""]
+    for turn in trajectory["turns"]:
+        modules = turn["info"].get("modules", {})
+        lines.append(f"**Turn {turn['turn_index'] + 1}** — planner (trained model) wrote `{turn['response'].strip()}`")
+        for name in ("executor", "tool", "verifier", "generator", "judge"):
+            if name in modules:
+                shown = {k: v for k, v in modules[name].items() if k not in ("prompt",)}
+                lines.append(f"- {name}: `{json.dumps(shown, ensure_ascii=False)[:400]}`")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(units: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for system in SYSTEMS:
+        curves = [u["curve"] for u in units if u["system"] == system and u["curve"]]
+        if curves:
+            length = min(map(len, curves))
+            mean = np.mean([c[:length] for c in curves], axis=0)
+            axis.plot(range(1, length + 1), mean, marker="o", label=f"{system} (mean of {len(curves)} seeds)")
+    axis.set_xlabel("GRPO iteration")
+    axis.set_ylabel("train success rate")
+    axis.set_ylim(0, 1)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 seed and a tiny budget (minutes)")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default runs/bench-agentflow[-quick])")
+    args = parser.parse_args()
+    mode = "quick" if args.quick else "full"
+    budget = BUDGETS[mode]
+    out = args.out or Path(f"runs/bench-agentflow{'-quick' if args.quick else ''}")
+    out.mkdir(parents=True, exist_ok=True)
+    scripted = cached(out / "scripted.json", lambda: scripted_unit(budget))
+    units = []
+    for seed in budget["seeds"]:
+        for system in SYSTEMS:
+            units.append(cached(out / f"{system}-seed{seed}.json",
+                                lambda system=system, seed=seed: run_unit(system, seed, budget, out)))
+            print(f"{system} seed {seed} done ({units[-1]['train_seconds'] / 60:.1f} min of training)", flush=True)
+    text = table(units, scripted, len(budget["seeds"]))
+    print(f"\nFactbookMath, {mode} budget {budget}:\n{text}")
+    (out / "table.md").write_text(text + "\n", encoding="utf-8")
+    examples = [u["example"] for u in units if "example" in u]
+    if examples:
+        (out / "example.md").write_text(example_markdown(examples[0]) + "\n", encoding="utf-8")
+    plot(units, out / "curves.png")
+
+
+if __name__ == "__main__":
+    main()
