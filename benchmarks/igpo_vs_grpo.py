@@ -1,0 +1,274 @@
+"""IGPO against GRPO on multi-turn search QA, from the same behaviour-cloned warm start.
+
+The embedded SmolLM2-135M cannot search zero-shot, so the oracle's trajectories on the train split's
+questions (gold queries, then the answer) are cloned once with the `sft` trainer. From that adapter,
+GRPO (the answer's F1 broadcast to every turn) and IGPO (information-gain rewards on search turns, F1
+on the answer turn) train with the same budget — iterations × tasks × group size — for each seed. Every
+run is then evaluated greedily on all of `test` (unseen countries) and `test_ood` (held-out regions and
+compositions), next to the cloned start and the oracle for scale:
+
+* EM and F1 of the final answer (0 when the episode ends without one), searches per question, and the
+  share of invalid replies (neither a search nor an answer), mean ± std over the seeds;
+* held-out F1 against training episodes (the loop's sampled evaluations on part of `test`), as a PNG;
+* time per iteration, and the share of it IGPO spends in its teacher-forced passes.
+
+Each finished unit — the clone, each (method, seed) run, each evaluation — is cached under --out, so a
+rerun resumes where it stopped (an interrupted run continues from its checkpoint).
+
+    python benchmarks/igpo_vs_grpo.py --quick        # 1 seed, a tiny budget: minutes on a quiet machine
+    python benchmarks/igpo_vs_grpo.py                # 3 seeds, the full budget: a few hours on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from agentgym.evaluation import mean_std_ci
+from agentgym.paths import atomic_write
+from agentgym.policies import OraclePolicy, Policy
+from agentgym.prompting import PromptTemplate
+from agentgym.records import Trajectory
+from agentgym.rollout import RolloutEngine
+from agentgym.trainers.config import RunConfig
+from agentgym.trainers.grpo import GRPOConfig
+from agentgym.trainers.grpo import train as train_grpo
+from agentgym.trainers.igpo import IGPOConfig
+from agentgym.trainers.igpo import train as train_igpo
+from agentgym.trainers.model import build_policy
+from agentgym.trainers.sft import SFTConfig
+from agentgym.trainers.sft import train as train_sft
+
+ENV = "agentgym/SearchQA-Factbook-v0"
+SHARED = dict(env_id=ENV, env_kwargs={"reward": "f1", "max_turns": 5}, prompt_style="chat", model="embedded",
+              mode="generate", max_new_tokens=32, lora_rank=16, lora_layers=8, num_envs=8)
+METHODS: dict[str, tuple[type, Callable]] = {"GRPO": (GRPOConfig, train_grpo), "IGPO": (IGPOConfig, train_igpo)}
+BUDGETS = {
+    # seeds; oracle episodes cloned and passes over them; RL iterations × tasks × group size; held-out
+    # evaluation every N iterations on the first Q test questions (the curve); questions per final split.
+    "quick": dict(seeds=[0], clone_episodes=40, clone_passes=1, iterations=2, tasks=2, group=4, eval_every=1,
+                  curve_questions=10, questions=20),
+    "full": dict(seeds=[0, 1, 2], clone_episodes=200, clone_passes=2, iterations=12, tasks=4, group=4, eval_every=3,
+                 curve_questions=40, questions=None),
+}
+SPLITS = ("test", "test_ood")
+PHASES = ("rollout", "teacher_forced", "update")  # an iteration's training time (evaluations apart)
+
+
+def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The JSON at ``path``, or ``compute()``'s result written there first."""
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    atomic_write(path, lambda handle: handle.write(json.dumps(value, indent=1).encode()))
+    return value
+
+
+def search_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
+    """EM and F1 of the final answers (0 without one), searches per question, invalid replies per reply."""
+    def answer_score(trajectory: Trajectory, key: str) -> float:
+        return float(trajectory.turns[-1].info.get(key, 0.0)) if trajectory.terminated else 0.0
+
+    turns = [turn for t in trajectories for turn in t.turns]
+    return {"em": float(np.mean([answer_score(t, "em") for t in trajectories])),
+            "f1": float(np.mean([answer_score(t, "f1") for t in trajectories])),
+            "searches": float(np.mean([sum("search" in turn.info for turn in t.turns) for t in trajectories])),
+            "invalid": float(np.mean([turn.invalid for turn in turns])),
+            "answered": float(np.mean([t.terminated for t in trajectories]))}
+
+
+def evaluate(policy: Policy, split: str, questions: int | None) -> dict[str, float]:
+    """``policy`` on the first ``questions`` questions of ``split`` (all of them with None), one episode each."""
+    template = PromptTemplate(style=SHARED["prompt_style"])
+    with RolloutEngine(ENV, split, num_envs=SHARED["num_envs"], template=template,
+                       env_kwargs=SHARED["env_kwargs"]) as engine:
+        ids = list(engine.tasks)[:questions]
+        trajectories = engine.run(policy, engine.plan(task_ids=ids, seed=0), progress=f"{policy.name} on {split}")
+    return {**search_metrics(trajectories), "questions": len(ids)}
+
+
+def greedy(adapters: list[str]) -> Policy:
+    """The embedded model with the adapters merged in, decoding greedily."""
+    return build_policy(RunConfig(**{**SHARED, "init_adapters": adapters, "lora_rank": 0, "temperature": 0.0}))
+
+
+def evaluations_of(name: str, make_policy: Callable[[], Policy], out: Path,
+                   questions: int | None) -> dict[str, dict[str, float]]:
+    """``name``'s cached evaluation on each split; the policy is built only if one is missing."""
+    policy = None
+
+    def run(split: str) -> dict[str, float]:
+        nonlocal policy
+        policy = policy or make_policy()
+        return evaluate(policy, split, questions)
+
+    return {split: cached(out / "eval" / f"{name}-{split}.json", lambda split=split: run(split)) for split in SPLITS}
+
+
+def clone(out: Path, budget: dict[str, Any]) -> str:
+    """The warm start: the oracle's train trajectories cloned with LoRA; returns the adapter folder."""
+    folder = out / "clone"
+    if not (folder / "final").is_dir():
+        train_sft(SFTConfig(**SHARED, collect_policy="oracle", collect_episodes=budget["clone_episodes"],
+                            iterations=budget["clone_passes"], lr=1e-3, eval_every=0, eval_split="dev",
+                            eval_episodes=4, output_dir=str(folder)))  # the clone is evaluated below, greedily
+    return str(folder / "final")
+
+
+def rl_run(method: str, seed: int, start: str, out: Path, budget: dict[str, Any]) -> dict[str, Any]:
+    """One RL run from the warm start (resumed from its checkpoint if it was interrupted): its metrics rows
+    and its training time (rollouts, teacher-forced passes and updates; evaluations left out)."""
+    folder = out / f"{method.lower()}-seed{seed}"
+    config_class, train = METHODS[method]
+    config = config_class(**SHARED, init_adapters=[start], iterations=budget["iterations"],
+                          tasks_per_iteration=budget["tasks"], group_size=budget["group"], lr=1e-4, seed=seed,
+                          eval_split="test", eval_every=budget["eval_every"], eval_episodes=budget["curve_questions"],
+                          save_episodes=budget["tasks"] * budget["group"], output_dir=str(folder),
+                          resume=(folder / "checkpoint.pt").exists())
+    rows = train(config)["rows"]
+    trained = [row for row in rows if "samples" in row]
+    return {"rows": rows, "wall_seconds": sum(sum(row.get(f"seconds_{phase}", 0.0) for phase in PHASES) for row in trained),
+            "final": str(folder / "final"), "episodes_per_iteration": budget["tasks"] * budget["group"]}
+
+
+def cell(values: list[float], percent: bool = True) -> str:
+    summary = mean_std_ci(values)
+    if percent:
+        return f"{summary['mean']:.1%} ± {summary['std']:.1%}" if len(values) > 1 else f"{summary['mean']:.1%}"
+    return f"{summary['mean']:.2f} ± {summary['std']:.2f}" if len(values) > 1 else f"{summary['mean']:.2f}"
+
+
+def print_tables(evaluations: dict[str, list[dict[str, dict[str, float]]]], runs: dict[str, list[dict[str, Any]]],
+                 seeds: list[int]) -> None:
+    for split in SPLITS:
+        count = evaluations["oracle"][0][split]["questions"]
+        print(f"\nHeld-out `{split}` ({count} questions, greedy decoding), mean ± std over seeds {seeds}:\n")
+        print("| policy | EM | F1 | searches / question | invalid replies | answered | training wall time |")
+        print("|---|---|---|---|---|---|---|")
+        for label, results in evaluations.items():
+            rows = [r[split] for r in results]
+            wall = cell([r["wall_seconds"] / 60 for r in runs[label]], percent=False) + " min" if label in runs else "—"
+            print(f"| {label} | {cell([r['em'] for r in rows])} | {cell([r['f1'] for r in rows])} | "
+                  f"{cell([r['searches'] for r in rows], percent=False)} | {cell([r['invalid'] for r in rows])} | "
+                  f"{cell([r['answered'] for r in rows])} | {wall} |")
+
+
+def phase_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean seconds per training iteration in each phase (held-out evaluations left out)."""
+    trained = [row for row in rows if "samples" in row]
+    return {phase: float(np.mean([row.get(f"seconds_{phase}", 0.0) for row in trained])) for phase in PHASES}
+
+
+def print_timing(runs: dict[str, list[dict[str, Any]]]) -> None:
+    print("\nSeconds per iteration (mean over iterations and seeds; held-out evaluations excluded; provisional "
+          "on a shared machine):\n")
+    print("| method | rollout | teacher-forced passes | update | total | teacher-forced share |")
+    print("|---|---|---|---|---|---|")
+    for method, results in runs.items():
+        seconds = [phase_seconds(r["rows"]) for r in results]
+        mean = {phase: float(np.mean([s[phase] for s in seconds])) for phase in seconds[0]}
+        total = sum(mean.values())
+        print(f"| {method} | {mean['rollout']:.0f} | {mean['teacher_forced']:.0f} | {mean['update']:.0f} | "
+              f"{total:.0f} | {mean['teacher_forced'] / total:.1%} |")
+
+
+def print_gains(results: list[dict[str, Any]]) -> None:
+    """IGPO's own diagnostics: the mean information gain per turn index and the share of negative gains."""
+    rows = [row for r in results for row in r["rows"] if "ig_negative_share" in row]
+    turns = sorted({int(key.removeprefix("ig_mean_turn")) for row in rows for key in row if key.startswith("ig_mean_turn")})
+    gains = ", ".join(f"turn {t}: {np.mean([row[f'ig_mean_turn{t}'] for row in rows if f'ig_mean_turn{t}' in row]):+.3f}"
+                      for t in turns)
+    print(f"\nIGPO's information gain per turn index (mean over iterations and seeds): {gains}; negative gains: "
+          f"{np.mean([row['ig_negative_share'] for row in rows]):.1%} of gains; p(answer) before the first search "
+          f"{np.mean([row['p_gt_first'] for row in rows]):.3f}; format penalties on "
+          f"{np.mean([row['format_penalty_share'] for row in rows]):.1%} of turns.")
+
+
+def saturated_groups(out: Path, runs: dict[str, list[dict[str, Any]]]) -> None:
+    """How many GRPO groups teach nothing (every episode the same F1): where IGPO's turn rewards can add signal."""
+    for method, results in runs.items():
+        same, total = 0, 0
+        for result in results:
+            folder = Path(result["final"]).parent / "trajectories"
+            for path in sorted(folder.glob("iteration-*.jsonl")):
+                groups: dict[str, set[float]] = {}
+                for line in path.read_text().splitlines():
+                    trajectory = Trajectory.from_dict(json.loads(line))
+                    groups.setdefault(trajectory.group_id, set()).add(round(trajectory.total_reward, 6))
+                same += sum(len(returns) == 1 for returns in groups.values())
+                total += len(groups)
+        print(f"{method}: {same} of {total} training groups ({same / max(total, 1):.0%}) had the same F1 in every "
+              "episode (no GRPO signal).")
+
+
+def plot_curves(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for method, results in runs.items():
+        curves = []
+        for result in results:
+            points = sorted({row["iteration"]: row["eval_mean_reward"] for row in result["rows"]
+                             if "eval_mean_reward" in row}.items())
+            curves.append(points)
+        episodes = np.array([iteration * results[0]["episodes_per_iteration"] for iteration, _ in curves[0]])
+        values = np.array([[value for _, value in curve] for curve in curves])
+        mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
+        axis.plot(episodes, mean, marker="o", label=f"{method} ({len(values)} seeds)")
+        axis.fill_between(episodes, mean - std, mean + std, alpha=0.2)
+    axis.set_xlabel("training episodes")
+    axis.set_ylabel("held-out F1 (sampled, part of test)")
+    axis.set_title("IGPO vs GRPO from the same cloned start")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    print(f"\nHeld-out F1 against training episodes: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 seed and a tiny budget (minutes)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override the budget's seeds")
+    parser.add_argument("--out", type=Path, help="results folder (default runs/bench-igpo[-quick])")
+    parser.add_argument("--figure", type=Path, help="the curve's PNG (default OUT/held_out_f1.png)")
+    args = parser.parse_args()
+    budget = dict(BUDGETS["quick" if args.quick else "full"])
+    seeds = args.seeds or budget["seeds"]
+    out = args.out or Path("runs/bench-igpo-quick" if args.quick else "runs/bench-igpo")
+    print(f"Budget: {budget}; seeds {seeds}; results in {out}", flush=True)
+
+    start = clone(out, budget)
+    questions = budget["questions"]
+    evaluations = {"oracle": [evaluations_of("oracle", OraclePolicy, out, questions)],
+                   "cloned start": [evaluations_of("clone", lambda: greedy([start]), out, questions)]}
+    runs: dict[str, list[dict[str, Any]]] = {method: [] for method in METHODS}
+    for seed in seeds:
+        for method in METHODS:
+            run = cached(out / "runs" / f"{method.lower()}-seed{seed}.json",
+                         lambda method=method, seed=seed: rl_run(method, seed, start, out, budget))
+            runs[method].append(run)
+            results = evaluations_of(f"{method.lower()}-seed{seed}", lambda run=run: greedy([start, run["final"]]), out,
+                                     questions)
+            evaluations.setdefault(method, []).append(results)
+            print(f"{method} seed {seed}: test F1 {results['test']['f1']:.3f}, test_ood F1 {results['test_ood']['f1']:.3f}",
+                  flush=True)
+
+    print_tables(evaluations, runs, seeds)
+    print_timing(runs)
+    print_gains(runs["IGPO"])
+    saturated_groups(out, runs)
+    plot_curves(runs, args.figure or out / "held_out_f1.png")
+
+
+if __name__ == "__main__":
+    main()
