@@ -1,0 +1,88 @@
+"""How faithful an experience model is: its predictions of held-out real transitions against what the real
+env did (``benchmarks/experience_fidelity.py``, the ``experience_model`` trainer's evaluation), and the
+prompt a recorded transition is asked with — the same at training and at evaluation as in the env."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+
+from agentgym.contract import normalize_action
+from agentgym.synthetic.buffer import ReplayBuffer, Transition
+from agentgym.synthetic.format import Outcome
+from agentgym.synthetic.model import READERS, ExperienceModel, ExperienceSettings, Messages
+
+REWARD_TOLERANCE = 0.05  # a predicted reward this close to the real one counts as right
+
+METRICS = ("next_state_exact", "next_state_f1", "actions_f1", "reward_accuracy", "done_accuracy", "malformed_rate",
+           "failed_rate")
+
+
+def transition_prompt(settings: ExperienceSettings, buffer: ReplayBuffer, transition: Transition) -> Messages:
+    """The prompt for a recorded transition, with the buffer's ``retrieval_k`` most similar transitions of
+    *other* tasks as demonstrations (a held-out task has none of its own in the buffer; a training example
+    must not see its own answer)."""
+    demos = buffer.retrieve(transition.state, transition.action, settings.retrieval_k,
+                            exclude=lambda other: other.task_id == transition.task_id)
+    return settings.step_prompt(instruction=transition.instruction, history=transition.history,
+                                state=transition.state, actions=transition.actions, action=transition.action,
+                                demos=[d.example() for d in demos])
+
+
+def token_f1(predicted: str, truth: str) -> float:
+    """F1 of the two texts' bags of lower-cased whitespace tokens (1 when both are empty)."""
+    ours, theirs = Counter(predicted.lower().split()), Counter(truth.lower().split())
+    if not ours and not theirs:
+        return 1.0
+    common = sum((ours & theirs).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / sum(ours.values()), common / sum(theirs.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def set_f1(predicted: Sequence[str], truth: Sequence[str]) -> float:
+    """F1 of two sets of actions, compared case- and space-insensitively (1 when both are empty)."""
+    ours, theirs = {normalize_action(a) for a in predicted}, {normalize_action(a) for a in truth}
+    if not ours and not theirs:
+        return 1.0
+    common = len(ours & theirs)
+    return 0.0 if common == 0 else 2 * common / (len(ours) + len(theirs))
+
+
+def score(outcome: Outcome | None, truth: Transition) -> dict[str, float]:
+    """One prediction's scores (all 0 for no usable reply)."""
+    if outcome is None:
+        return dict(next_state_exact=0.0, next_state_f1=0.0, actions_f1=0.0, reward_accuracy=0.0, done_accuracy=0.0)
+    if truth.invalid or outcome.invalid:
+        same = float(truth.invalid == outcome.invalid)
+        return dict(next_state_exact=same * float(" ".join(outcome.next_state.split()) == " ".join(truth.next_state.split())),
+                    next_state_f1=same * token_f1(outcome.next_state, truth.next_state), actions_f1=same,
+                    reward_accuracy=same, done_accuracy=same)
+    return dict(
+        next_state_exact=float(" ".join(outcome.next_state.split()) == " ".join(truth.next_state.split())),
+        next_state_f1=token_f1(outcome.next_state, truth.next_state),
+        actions_f1=set_f1(outcome.actions, truth.next_actions),
+        reward_accuracy=float(abs(outcome.reward - truth.reward) <= REWARD_TOLERANCE),
+        done_accuracy=float(outcome.done == truth.done),
+    )
+
+
+def evaluate(model: ExperienceModel, buffer: ReplayBuffer, transitions: Sequence[Transition]) -> dict[str, Any]:
+    """Mean scores of the model's predictions of ``transitions`` (:data:`METRICS`), the share of replies that
+    were malformed (every attempt counted) and of transitions with no usable reply after every attempt."""
+    if not transitions:
+        raise ValueError("No transitions to evaluate the experience model on.")
+    lists_actions = any(t.actions for t in buffer.transitions if not t.synthetic)
+    before = dict(model.calls)
+    outcomes = model.complete([transition_prompt(model.settings, buffer, t) for t in transitions],
+                              READERS["outcome", lists_actions])
+    rows = [score(o if isinstance(o, Outcome) else None, t) for o, t in zip(outcomes, transitions)]
+    calls = {key: model.calls[key] - before[key] for key in before}
+    result: dict[str, Any] = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+    result["malformed_rate"] = calls["malformed"] / max(1, calls["attempts"])
+    result["failed_rate"] = calls["failed"] / max(1, calls["prompts"])
+    result["transitions"] = len(transitions)
+    return result

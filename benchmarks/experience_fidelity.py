@@ -1,0 +1,117 @@
+"""How faithful is the experience model? Its predictions of held-out REAL transitions (from `test`
+trajectories of each family, played by the oracle mixed with 30% random actions) against what the real env
+did, for the prompted embedded model and a trained one (``trainer: experience_model``):
+
+* next-state exact match and token F1; F1 of the admissible-action set;
+* reward accuracy (within 0.05) and done accuracy;
+* malformed-reply rate (every attempt counted) and the share of transitions with no usable reply after
+  every attempt (``failed``; such a step truncates a synthetic episode).
+
+Both models see the same prompts: the task, the recent history, the state, the action and two retrieved
+real transitions of other (train) tasks. Each (family, model) result is cached as JSON in ``--out``.
+
+    python benchmarks/experience_fidelity.py --quick     # coin collector, 12 transitions
+    python benchmarks/experience_fidelity.py             # coin collector, ALFWorld, WebShop; 40 transitions each
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from agentgym.paths import atomic_write
+from agentgym.synthetic.buffer import ReplayBuffer, collect_transitions, read_transitions, write_transitions
+from agentgym.synthetic.fidelity import METRICS, evaluate
+from agentgym.synthetic.model import ExperienceModel
+from agentgym.synthetic.paths import trained_settings
+
+FAMILIES = {  # name: (real id, task filter, held-out split)
+    "coin": ("agentgym/TextWorld-CoinCollector-v0", "level3-", "test"),
+    "alfworld": ("agentgym/ALFWorld-v0", "", "test"),
+    "webshop": ("agentgym/WebShop-v0", "", "test"),
+}
+
+
+def transitions(path: Path, real_id: str, split: str, episodes: int, task_filter: str) -> list:
+    """Real transitions of ``split`` (collected once into ``path``)."""
+    if not path.exists():
+        write_transitions(path, collect_transitions(real_id, split, episodes=episodes, task_filter=task_filter,
+                                                    num_envs=2, progress=True))
+    return read_transitions(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="coin collector only, 12 held-out transitions")
+    parser.add_argument("--families", nargs="+", default=None, choices=sorted(FAMILIES))
+    parser.add_argument("--transitions", type=int, default=None, help="held-out transitions per family")
+    parser.add_argument("--trained", nargs="*", default=["coin=runs/experience-coin-level3"],
+                        help="FAMILY=RUN_FOLDER of a trained experience model (its final/ and the buffer.jsonl it "
+                             "was trained on)")
+    parser.add_argument("--buffer-episodes", type=int, default=60,
+                        help="train episodes collected as the retrieval buffer of a family without a trained model")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    families = args.families or (["coin"] if args.quick else list(FAMILIES))
+    count = args.transitions or (12 if args.quick else 40)
+    out = args.out or Path("results/experience_fidelity" + ("-quick" if args.quick else ""))
+    trained = dict(item.split("=", 1) for item in args.trained)
+
+    rows = []
+    for family in families:
+        real_id, task_filter, split = FAMILIES[family]
+        run = Path(trained[family]) if family in trained else None
+        buffer_file = run / "buffer.jsonl" if run else out / f"{family}-train.jsonl"
+        buffer = ReplayBuffer(transitions(buffer_file, real_id, "train", args.buffer_episodes, task_filter))
+        held_out = transitions(out / f"{family}-{split}.jsonl", real_id, split, max(10, count // 3), task_filter)
+        held_out = held_out[:: max(1, len(held_out) // count)][:count]  # spread over the episodes
+        variants = {"prompted embedded": {"backend": "embedded"}}
+        if run:
+            variants["trained"] = trained_settings(run / "final")
+        for label, settings in variants.items():
+            cached = out / f"{family}-{label.replace(' ', '-')}.json"
+            if cached.exists():
+                result = json.loads(cached.read_text())
+            else:
+                print(f"== {family}: {label} on {len(held_out)} held-out {split} transitions", flush=True)
+                model = ExperienceModel(settings)
+                start = time.perf_counter()
+                result = {**evaluate(model, buffer, held_out), "seconds": time.perf_counter() - start,
+                          "settings": model.config()}
+                model.close()
+                atomic_write(cached, lambda handle, r=result: handle.write(json.dumps(r, indent=1).encode()))
+            rows.append((family, label, result))
+
+    print(f"\nExperience-model fidelity on held-out real transitions ({count} per family, greedy, up to 3 attempts):")
+    print("| family | model | " + " | ".join(METRICS) + " |")
+    print("|---|---|" + "---|" * len(METRICS))
+    for family, label, result in rows:
+        print(f"| {family} | {label} | " + " | ".join(f"{result[m]:.1%}" for m in METRICS) + " |")
+    plot(rows, out / "experience_fidelity.png")
+    print(f"figure: {out / 'experience_fidelity.png'}")
+
+
+def plot(rows: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figure, axis = plt.subplots(figsize=(9, 3.5))
+    width = 0.8 / max(1, len(rows))
+    for index, (family, label, result) in enumerate(rows):
+        axis.bar(np.arange(len(METRICS)) + index * width, [result[m] for m in METRICS], width, label=f"{family}: {label}")
+    axis.set_xticks(np.arange(len(METRICS)) + 0.4 - width / 2, [m.replace("_", "\n") for m in METRICS], fontsize=8)
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
