@@ -150,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("doctor", help="check the install and say how to fix what is missing")
 
+    check = commands.add_parser(
+        "check", help="check that an env follows the agentgym contract (run it on your own envs)",
+        description="Run the contract checker (agentgym.check_env) on an env id: types and info keys, seeding, "
+                    "invalid actions as invalid turns, the turn budget, close() freeing every process, and "
+                    "determinism: an action script replayed in the same env and in a fresh one must give the "
+                    "same episode. Exit status 1 names the broken rule and how to fix it.")
+    _add_env_arguments(check, "test")
+    check.add_argument("--seed", type=int, default=0, help="reset seed of the checks (default: 0)")
+    check.add_argument("--steps", type=int, default=5, help="length of the short type and invalid-action episodes")
+    check.add_argument("--determinism-steps", type=int, default=None, metavar="N",
+                       help="length of the replayed action script (default: 30, long enough for simulated "
+                            "processes to run a few ticks); 0 skips the replays")
+
     view = commands.add_parser(
         "view", help="see what the agent did: episodes, groups and runs in a browser",
         description="Open turn records (.jsonl), `agentgym eval` result files (.json) and run folders (several "
@@ -500,6 +513,22 @@ def _cmd_doctor(_: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from agentgym.checker import DETERMINISM_STEPS, EnvCheckError, check_env
+    from agentgym.registry import make
+
+    steps = DETERMINISM_STEPS if args.determinism_steps is None else args.determinism_steps
+    try:
+        check_env(lambda: make(args.env_id, split=args.split, **args.env_kwargs), seed=args.seed,
+                  steps=args.steps, determinism_steps=steps)
+    except EnvCheckError as error:
+        print(f"{args.env_id} ({args.split}) breaks the contract: {error}", file=sys.stderr)
+        return 1
+    replays = f", {steps}-step replays identical in the same env and a fresh one" if steps else ""
+    print(f"{args.env_id} ({args.split}) passes check_env (seed {args.seed}{replays})")
+    return 0
+
+
 def _cmd_view(args: argparse.Namespace) -> int:
     from agentgym.viewer import open_viewer, serve, write_html
 
@@ -525,7 +554,7 @@ def _debugging(args: argparse.Namespace) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"list": _cmd_list, "play": _cmd_play, "rollout": _cmd_rollout, "collect": _cmd_rollout,
-               "eval": _cmd_eval, "report": _cmd_report, "doctor": _cmd_doctor, "serve-policy": _cmd_serve_policy,
+               "eval": _cmd_eval, "report": _cmd_report, "doctor": _cmd_doctor, "check": _cmd_check, "serve-policy": _cmd_serve_policy,
                "serve-env": _cmd_serve_env,
                "train": _cmd_train, "view": _cmd_view}[args.command]
     try:

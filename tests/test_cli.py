@@ -17,6 +17,7 @@ from test_user_envs import SPLIT_OFFSETS, GuessEnv
 
 import agentgym
 from agentgym import cli
+from agentgym.contract import Frame
 
 MODULE = """
 import agentgym
@@ -110,3 +111,24 @@ def test_agentgym_debug_prints_the_traceback_from_the_command_line():
                            capture_output=True, text=True, timeout=120, check=False,
                            env={**os.environ, cli.DEBUG_ENV: "1"})
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "ModuleNotFoundError" in debug.stderr
+
+
+class DriftingGuessEnv(GuessEnv):
+    """The guessing game whose feedback counts every guess the process ever made: replays drift."""
+
+    guesses_made = 0
+
+    def _act(self, action: str) -> Frame:
+        DriftingGuessEnv.guesses_made += 1
+        frame = super()._act(action)
+        return Frame(f"{frame.text} (guess #{self.guesses_made})", frame.admissible_actions, frame.state_key,
+                     reward=frame.reward, terminated=frame.terminated, won=frame.won)
+
+
+def test_check_passes_a_contract_env_and_names_the_step_where_a_replay_drifts(capsys):
+    agentgym.register("cliuser/GuessCheck-v0", GuessEnv, splits=tuple(SPLIT_OFFSETS))
+    agentgym.register("cliuser/GuessDrift-v0", DriftingGuessEnv, splits=tuple(SPLIT_OFFSETS))
+    assert cli.main(["check", "cliuser/GuessCheck-v0", "--determinism-steps", "4"]) == 0
+    assert "passes check_env" in capsys.readouterr().out
+    assert cli.main(["check", "cliuser/GuessDrift-v0", "--determinism-steps", "4"]) == 1
+    assert "breaks the contract" in capsys.readouterr().err

@@ -4,7 +4,7 @@
 transitions written by a language model grounded on a replay buffer of real transitions. Any trainer,
 rollout or evaluation runs on it unchanged; every reset and step says ``info["synthetic"]``.
 
->>> env = agentgym.make_synthetic("agentgym/TextWorld-CoinCollector-v0", split="train")
+>>> env = agentgym.synthetic.make_synthetic("agentgym/TextWorld-CoinCollector-v0", split="train")
 >>> observation, info = env.reset(seed=0)          # the real env's first state
 >>> observation, reward, terminated, truncated, info = env.step(observation["admissible_actions"][0])
 
