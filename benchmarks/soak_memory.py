@@ -10,13 +10,11 @@ ALFWorld's default is the issue's case at length: 300 resets, each on another ga
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import time
 
-import psutil
-
 import agentgym
+from agentgym.memory import resident_bytes, settle
 
 
 def first_admissible(env, observation):
@@ -45,26 +43,6 @@ FAMILIES = {
 }
 
 
-def tree_memory() -> int:
-    """PSS (else RSS) of this process and all its descendants."""
-    total = 0
-    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
-        try:
-            info = process.memory_full_info()
-            total += getattr(info, "pss", info.rss)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            pass
-    return total
-
-
-def settle(env) -> None:
-    gc.collect()
-    engine = getattr(env.unwrapped, "engine", None)
-    if getattr(engine, "pid", None) is not None and hasattr(engine, "jvm"):  # the JVM families: a full
-        engine.jvm.java.lang.System.gc()  # collection gives back heap the JVM no longer needs
-    time.sleep(0.2)
-
-
 def soak(name: str, warmup: int, episodes: int) -> tuple[float, float]:
     """MiB gained from the end of the warm-up to the end, and seconds per episode."""
     env_id, split, act, task_count = FAMILIES[name]
@@ -75,7 +53,7 @@ def soak(name: str, warmup: int, episodes: int) -> tuple[float, float]:
         for episode in range(warmup + episodes):
             if episode == warmup:
                 settle(env)
-                start, began = tree_memory(), time.perf_counter()
+                start, began = resident_bytes(), time.perf_counter()
             observation, _ = env.reset(options={"task_id": tasks[(episode * 37) % len(tasks)].id})
             for _ in range(2):
                 action = act(env, observation)
@@ -86,7 +64,7 @@ def soak(name: str, warmup: int, episodes: int) -> tuple[float, float]:
                     break
         seconds = (time.perf_counter() - began) / episodes
         settle(env)
-        return (tree_memory() - start) / 2**20, seconds
+        return (resident_bytes() - start) / 2**20, seconds
     finally:
         env.close()
 

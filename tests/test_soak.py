@@ -7,13 +7,13 @@ from __future__ import annotations
 import gc
 import os
 import threading
-import time
 from collections.abc import Callable
 
 import psutil
 import pytest
 
 import agentgym
+from agentgym.memory import resident_bytes, settle
 
 from conftest import COIN
 
@@ -52,30 +52,6 @@ def expert(env, observation) -> str | None:
 
 def look_around(env, observation) -> str:
     return "look around"  # ScienceWorld lists no actions by default, and its oracle costs ~4 s to start
-
-
-def tree_memory() -> int:
-    """Bytes resident in this process and all its descendants (the JVM, Chromium's processes): PSS where
-    the kernel reports it, so pages the Chromium processes share count once, else RSS."""
-    total = 0
-    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
-        try:
-            info = process.memory_full_info()
-            total += getattr(info, "pss", info.rss)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            pass
-    return total
-
-
-def settle(env) -> None:
-    """Collect garbage here and, for the JVM families, in the JVM (a full collection of the serial
-    collector gives back heap it no longer needs, so a JVM still growing its heap towards the cap does
-    not read as a leak)."""
-    gc.collect()
-    engine = getattr(env.unwrapped, "engine", None)
-    if getattr(engine, "pid", None) is not None and hasattr(engine, "jvm"):  # a JavaEngine with a live JVM
-        engine.jvm.java.lang.System.gc()
-    time.sleep(0.2)
 
 
 # (id, split, action, tasks to cycle through (None: all, a new one each episode), warm-up, measured N).
@@ -122,7 +98,7 @@ def test_every_family_keeps_memory_and_processes_flat_over_many_episodes(env_id,
             if (episode - warmup) % (episodes // 4) == 0:
                 settle(env)
                 process = psutil.Process()
-                samples.append(tree_memory())
+                samples.append(resident_bytes())
                 counts.append((threading.active_count(), len(process.children(recursive=True)), process.num_fds()))
             if episode < warmup + episodes:
                 play(env, tasks, episode, act)

@@ -108,6 +108,11 @@ class JavaEngine:
             self.close()
             raise EngineCrashed(f"{self.name}'s JVM failed: {str(error).strip().splitlines()[0]}") from error
 
+    def collect_garbage(self) -> None:
+        """A full collection in the JVM, if it runs (the serial collector then gives back free heap)."""
+        if self.pid is not None:
+            self.jvm.java.lang.System.gc()
+
     def close(self) -> None:
         """Stop the JVM and wait for it to exit; the next use starts a new one."""
         gateway, process = self._gateway, self._process
