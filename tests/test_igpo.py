@@ -76,9 +76,14 @@ class SentinelSearchQA(SearchQAEnv):
         return [Task(t.id, t.split, t.instruction, t.payload, answer=[SENTINEL]) for t in super().load_tasks(split)]
 
 
-registry.register("test/Lookup-v0", LookupEnv, splits=("train", "dev", "test"), concurrency="sequential")
-registry.register("test/Unanswered-v0", UnansweredLookup, splits=("train", "dev", "test"), concurrency="sequential")
-registry.register("test/SearchQA-Sentinel-v0", SentinelSearchQA, concurrency="thread")
+@pytest.fixture(scope="module", autouse=True)
+def lookup_envs() -> None:
+    """Registered when this module's tests run, not when it is imported: ids registered at collection
+    would join the suites parametrised over every registered id (test_splits, test_check_env)."""
+    registry.register("test/Lookup-v0", LookupEnv, splits=("train", "dev", "test"), concurrency="sequential")
+    registry.register("test/Unanswered-v0", UnansweredLookup, splits=("train", "dev", "test"),
+                      concurrency="sequential")
+    registry.register("test/SearchQA-Sentinel-v0", SentinelSearchQA, concurrency="thread")
 
 LOOKUP = dict(env_id="test/Lookup-v0", eval_split="dev", model="tiny", lora_rank=0, mode="choice",
               choice_temperature=8.0, tasks_per_iteration=4, group_size=4, num_envs=4, lr=0.02, eval_every=0,
