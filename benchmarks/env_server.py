@@ -59,14 +59,17 @@ def play(env, steps: int, seed: int, barrier: threading.Barrier | None) -> list[
 def measure(make_env, sessions: int, steps: int) -> dict[str, float]:
     envs = [make_env() for _ in range(sessions)]
     barrier = threading.Barrier(sessions) if sessions > 1 else None
-    try:
-        with ThreadPoolExecutor(max_workers=sessions) as pool:
-            started = time.perf_counter()
-            per_session = list(pool.map(lambda i: play(envs[i], steps, i, barrier), range(sessions)))
-            wall = time.perf_counter() - started
-    finally:
-        for env in envs:
-            env.close()
+
+    def session(i: int) -> tuple[list[float], float]:
+        try:
+            return play(envs[i], steps, i, barrier), time.perf_counter()
+        finally:  # on the thread that stepped it: Playwright's sync API is bound to its thread
+            envs[i].close()
+
+    with ThreadPoolExecutor(max_workers=sessions) as pool:
+        started = time.perf_counter()
+        per_session, finished = zip(*pool.map(session, range(sessions)))
+    wall = max(finished) - started
     times = np.concatenate(per_session) * 1000
     return {"steps_per_s": len(times) / wall, "p50_ms": float(np.percentile(times, 50)),
             "p99_ms": float(np.percentile(times, 99))}

@@ -191,3 +191,20 @@ def test_screenshot_mode_adds_the_page_image_and_element_boxes():
         assert info["invalid_action"] and observation["image"].shape == (400, 500, 3)
     finally:
         env.close()
+
+
+def _chromium_pids() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True) if "chrom" in p.name()}
+
+
+def test_an_env_stepped_on_a_worker_thread_closes_from_another_and_frees_its_browser():
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    env = agentgym.make("agentgym/MiniWoB-ClickButton-v0", split="train")
+    worker = threading.Thread(target=lambda: env.reset(seed=0))  # the browser starts on the worker
+    worker.start()
+    worker.join()
+    assert _chromium_pids() - before
+    started = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    env.close()  # used to raise (the driver count lived in the worker's thread-local record), then leaked
+    _, alive = psutil.wait_procs([psutil.Process(pid) for pid in started if psutil.pid_exists(pid)], timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]  # Chromium and Playwright's driver

@@ -26,24 +26,70 @@ DEFAULT_TIMEOUT_MS = 15_000
 
 # Playwright's sync API allows one driver per thread (a second start() in the same thread fails), so the
 # Browsers of one thread (several envs stepped sequentially) share it, counted, and the last one stops it.
+# A Browser keeps its thread's driver record, so closing it from another thread counts it off the right one.
+class _Driver:
+    def __init__(self) -> None:
+        self.users = 0
+        self.playwright: Any = None
+        self.thread = threading.get_ident()
+        self.processes: list[Any] = []  # the driver's own process, to end it from another thread
+
+
 _drivers = threading.local()
 
 
-def _acquire_driver() -> Any:
+def _new_processes(before: set[int]) -> list[Any]:
+    """This process's children started since ``before`` (their pids) that are the roots of new trees."""
+    import psutil
+
+    new = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    pids = {p.pid for p in new}
+    return [p for p in new if p.ppid() not in pids]
+
+
+def _child_pids() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def _end(processes: list[Any]) -> None:
+    """End these process trees (used when Playwright's own calls cannot run: from another thread)."""
+    import psutil
+
+    tree = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            tree += [process, *process.children(recursive=True)]
+    for process in tree:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(tree, timeout=10)
+
+
+def _acquire_driver() -> _Driver:
     from playwright.sync_api import sync_playwright
 
-    if getattr(_drivers, "users", 0) == 0:
-        _drivers.playwright = sync_playwright().start()
-    _drivers.users = getattr(_drivers, "users", 0) + 1
-    return _drivers.playwright
+    driver = getattr(_drivers, "driver", None)
+    if driver is None:
+        driver = _drivers.driver = _Driver()
+    if driver.users == 0:
+        before = _child_pids()
+        driver.playwright = sync_playwright().start()
+        driver.processes = _new_processes(before)
+    driver.users += 1
+    return driver
 
 
-def _release_driver() -> None:
-    _drivers.users -= 1
-    if _drivers.users == 0:
-        with contextlib.suppress(Exception):
-            _drivers.playwright.stop()
-        _drivers.playwright = None
+def _release_driver(driver: _Driver) -> None:
+    driver.users -= 1
+    if driver.users == 0:
+        if threading.get_ident() == driver.thread:
+            with contextlib.suppress(Exception):
+                driver.playwright.stop()
+        else:
+            _end(driver.processes)
+        driver.playwright, driver.processes = None, []
 
 
 class Browser:
@@ -60,6 +106,8 @@ class Browser:
         self.timeout_ms = timeout_ms
         self.blocked: list[str] = []
         """URLs the pages tried to reach and were refused."""
+        self._driver: _Driver | None = None
+        self._processes: list[Any] = []  # the browser's own process tree (Chromium's main process)
         self._playwright: Any = None
         self._browser: Any = None
         self._kept: dict[tuple[int, int], Any] = {}
@@ -69,9 +117,12 @@ class Browser:
         if not os.path.exists(CHROMIUM):
             raise FileNotFoundError(f"Chromium not found at {CHROMIUM}: sudo apt-get install -y chromium "
                                     "(or set AGENTGYM_CHROMIUM). Do not run `playwright install`.")
-        self._playwright = _acquire_driver()
+        self._driver = _acquire_driver()
+        self._playwright = self._driver.playwright
+        before = _child_pids()
         self._browser = self._playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                          args=list(CHROMIUM_ARGS), timeout=self.timeout_ms)
+        self._processes = _new_processes(before)
         self.starts += 1
 
     def _route(self, route: Any) -> None:
@@ -138,10 +189,13 @@ class Browser:
         self._browser = self._playwright = None
         self._kept = {}
         if browser is not None:
-            with contextlib.suppress(Exception):
-                browser.close()
+            if threading.get_ident() == self._driver.thread:
+                with contextlib.suppress(Exception):
+                    browser.close()
+            else:  # Playwright's sync API is bound to the thread that started it: end the processes
+                _end(self._processes)
         if playwright is not None:
-            _release_driver()
+            _release_driver(self._driver)
 
 
 def doctor_checks() -> list[Check]:
