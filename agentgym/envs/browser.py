@@ -38,19 +38,16 @@ class _Driver:
 _drivers = threading.local()
 
 
-def _new_processes(before: set[int]) -> list[Any]:
-    """This process's children started since ``before`` (their pids) that are the roots of new trees."""
+def _children(process: Any = None) -> dict[int, Any]:
+    """The direct children of ``process`` (default: this one), by pid."""
     import psutil
 
-    new = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    pids = {p.pid for p in new}
-    return [p for p in new if p.ppid() not in pids]
+    with contextlib.suppress(psutil.Error):
+        return {child.pid: child for child in (process or psutil.Process()).children()}
+    return {}
 
 
-def _child_pids() -> set[int]:
-    import psutil
-
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+_STARTING = threading.Lock()  # so a new child of this process is the driver this thread started
 
 
 def _end(processes: list[Any]) -> None:
@@ -74,9 +71,10 @@ def _acquire_driver() -> _Driver:
     if driver is None:
         driver = _drivers.driver = _Driver()
     if driver.users == 0:
-        before = _child_pids()
-        driver.playwright = sync_playwright().start()
-        driver.processes = _new_processes(before)
+        with _STARTING:
+            before = _children()
+            driver.playwright = sync_playwright().start()
+            driver.processes = [p for pid, p in _children().items() if pid not in before]
     driver.users += 1
     return driver
 
@@ -119,10 +117,12 @@ class Browser:
                                     "(or set AGENTGYM_CHROMIUM). Do not run `playwright install`.")
         self._driver = _acquire_driver()
         self._playwright = self._driver.playwright
-        before = _child_pids()
+        # Chromium is a child of this thread's driver process, which no other thread launches through.
+        drivers = self._driver.processes
+        before = {pid for process in drivers for pid in _children(process)}
         self._browser = self._playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                          args=list(CHROMIUM_ARGS), timeout=self.timeout_ms)
-        self._processes = _new_processes(before)
+        self._processes = [p for process in drivers for pid, p in _children(process).items() if pid not in before]
         self.starts += 1
 
     def _route(self, route: Any) -> None:
