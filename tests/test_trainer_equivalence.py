@@ -4,6 +4,11 @@ ada9d25): a refactor of the machinery must not change the training maths.
 
 If a change is meant to alter the maths, rewrite the file with ``python tests/test_trainer_equivalence.py``
 and say why in the commit.
+
+Deliberate differences from the old code, outside what these runs record: PPO no longer logs GRPO's
+``train_groups_kept`` (the PPO record is written without it); an iteration whose groups all saturated
+under DAPO now checkpoints and evaluates like any other (it skipped both); ``norm_by_std`` defaults to
+the advantage estimator's own choice (GiGPO silently ran GRPO's std normalisation).
 """
 
 from __future__ import annotations
