@@ -67,26 +67,6 @@ def binary_check(name: str, path: str, fix: str) -> Check:
     return Check(name, found is not None, found or "not found", "" if found else fix)
 
 
-def alfworld_checks() -> list[Check]:
-    """The alfworld wheel and the fast-downward library it builds from source (cmake + g++).
-
-    Declared by the ALFWorld family's entry point; it moves to ``agentgym.envs.alfworld`` with that
-    family's next change (the entry point's target moves with it)."""
-    check = package_check("alfworld", "alfworld", "ALFWorld household tasks")
-    if not check.ok:
-        check.fix = "sudo apt-get install -y cmake g++ && pip install 'agentgym[alfworld]'   (fast-downward compiles)"
-        return [check]
-    try:
-        import fast_downward
-
-        fast_downward.load_lib()
-    except (ImportError, OSError) as error:
-        return [Check("python: fast-downward", False, f"its library does not load ({error})",
-                      "sudo apt-get install -y cmake g++ && pip install --force-reinstall --no-cache-dir "
-                      "fast-downward-textworld")]
-    return [check]
-
-
 def _embedded_model() -> Check:
     from agentgym import models
 

@@ -5,6 +5,7 @@ Install with ``pip install 'agentgym[alfworld]'`` (fast-downward compiles from s
 
 from __future__ import annotations
 
+from agentgym.doctor import Check, package_check
 from agentgym.registry import register
 
 
@@ -23,3 +24,21 @@ def register_envs() -> None:
         concurrency="process",
     )
 
+
+
+def doctor_checks() -> list[Check]:
+    """The alfworld wheel and the fast-downward library it builds from source (cmake + g++); what
+    ``agentgym doctor`` checks for this family (entry point ``agentgym.doctor: alfworld``)."""
+    check = package_check("alfworld", "alfworld", "ALFWorld household tasks")
+    if not check.ok:
+        check.fix = "sudo apt-get install -y cmake g++ && pip install 'agentgym[alfworld]'   (fast-downward compiles)"
+        return [check]
+    try:
+        import fast_downward
+
+        fast_downward.load_lib()
+    except (ImportError, OSError) as error:
+        return [Check("python: fast-downward", False, f"its library does not load ({error})",
+                      "sudo apt-get install -y cmake g++ && pip install --force-reinstall --no-cache-dir "
+                      "fast-downward-textworld")]
+    return [check]
