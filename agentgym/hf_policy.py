@@ -8,7 +8,8 @@ Two ways to act:
   scored by the model's log-likelihood of replying exactly that (its tokens, then the end-of-turn
   token) after the prompt, and one is sampled from the softmax of those scores (Carta et al., 2023,
   "Grounding LLMs in interactive environments"). The prompt is run once per state and its key/value
-  cache shared by all candidates. The record carries the chosen action's log-probability under that
+  cache shared by all candidates; a state scored before with the same weights (the episodes of a group
+  often revisit the same states) is not run again. The record carries the chosen action's log-probability under that
   choice distribution and the distribution's entropy, so a trainer can optimise it exactly.
 
 Log-probabilities and entropies are those of ``softmax(logits / temperature)``, the distribution a
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Sequence
 
@@ -89,6 +91,9 @@ class HFPolicy(Policy):
         choice_temperature: temperature of the softmax over admissible actions' log-likelihoods
             (0 picks the most likely action).
         batch_size: most requests run through the model at once.
+        reuse_scores: in choice mode, keep the scores of up to ``SCORE_MEMORY`` (prompt, candidates)
+            pairs while the weights are unchanged, and score a repeated one (in the same batch or a
+            later one) only once. The scores are the same either way; it only saves forward passes.
         seed: seeds the sampler; equal seeds give equal samples.
         model, tokenizer: an already loaded model and tokenizer (e.g. the one a trainer updates).
     """
@@ -105,6 +110,7 @@ class HFPolicy(Policy):
         stop: Sequence[str] | None = None,
         choice_temperature: float = 1.0,
         batch_size: int = 16,
+        reuse_scores: bool = True,
         seed: int | None = None,
         model: Any = None,
         tokenizer: Any = None,
@@ -133,6 +139,8 @@ class HFPolicy(Policy):
         self._prefix_tokens: tuple[int, ...] = ()
         self._prefix: DynamicCache | None = None
         self._reference: Any = None  # see keep_reference()
+        self.reuse_scores = reuse_scores
+        self._scores: OrderedDict[tuple, tuple[list[list[float]], list[list[float]]]] = OrderedDict()
 
     # ------------------------------------------------------------------ policy interface
     def act(self, requests: Sequence[PolicyRequest]) -> list[Generation]:
@@ -194,9 +202,11 @@ class HFPolicy(Policy):
 
     def weights_changed(self) -> None:
         """Say that the model's weights changed in place (an optimizer step, weights loaded from a
-        checkpoint): the kept prompt prefix, computed with the old weights, is dropped. Trainers call it
-        after every optimizer step; call it yourself if you change ``model``'s weights another way."""
+        checkpoint): the kept prompt prefix and the kept choice scores, computed with the old weights, are
+        dropped. Trainers call it after every optimizer step; call it yourself if you change ``model``'s
+        weights another way."""
         self._prefix_tokens, self._prefix = (), None
+        self._scores.clear()
 
     def _shared_prefix(self, prompts: Sequence[list[int]], *, keep: bool = True) -> tuple[int, DynamicCache | None]:
         """How many leading tokens every prompt shares with the kept prefix, and that prefix's cache.
@@ -469,10 +479,30 @@ class HFPolicy(Policy):
         scores, probs, *_ = self._choice_scores([request])[0]
         return scores, probs
 
+    SCORE_MEMORY = 4096  # (prompt, candidates) pairs whose choice scores are kept (see reuse_scores)
+
+    def _scored_choices(self, prompts: list[list[int]], candidates: list[list[list[int]]]):
+        """:meth:`score_ids` of each (prompt, candidates) pair, running each distinct pair not kept from
+        an earlier batch once (``reuse_scores``)."""
+        if not self.reuse_scores:
+            return self.score_ids(prompts, candidates)
+        keys = [(tuple(p), tuple(map(tuple, c))) for p, c in zip(prompts, candidates)]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._scores))
+        if missing:
+            logps, entropies = self.score_ids([list(k[0]) for k in missing], [[list(c) for c in k[1]] for k in missing])
+            for key, group_logps, group_entropies in zip(missing, logps, entropies):
+                self._scores[key] = (group_logps, group_entropies)
+        found = [self._scores[k] for k in keys]
+        for key in keys:
+            self._scores.move_to_end(key)
+        while len(self._scores) > self.SCORE_MEMORY:
+            self._scores.popitem(last=False)
+        return [logps for logps, _ in found], [entropies for _, entropies in found]
+
     def _choice_scores(self, requests: Sequence[PolicyRequest]):
         prompts = [self.prompt_ids(r.messages) for r in requests]
         candidates = [[self.reply_ids(a) for a in r.admissible_actions] for r in requests]
-        logps, entropies = self.score_ids(prompts, candidates)
+        logps, entropies = self._scored_choices(prompts, candidates)
         results = []
         for prompt, group, group_logps, group_entropies in zip(prompts, candidates, logps, entropies):
             scores = torch.tensor([sum(values) for values in group_logps], dtype=torch.float64)

@@ -26,7 +26,7 @@ RECORD = pathlib.Path(__file__).parent / "data" / "trainer_runs.json"
 SHARED = dict(env_id="agentgym/TextWorld-CoinCollector-v0", env_kwargs={"max_turns": 3}, task_filter="level1-",
               eval_split="dev", model="tiny", choice_temperature=8.0, tasks_per_iteration=3, group_size=3,
               num_envs=3, lr=0.01, eval_every=2, eval_episodes=4, seed=3, iterations=3, minibatch_size=8,
-              micro_batch_size=4)
+              micro_batch_size=4, reuse_computation=False)  # the record predates it; test_reuse_computation.py
 RUNS = {
     "grpo": (grpo.GRPOConfig, grpo.GroupRelative, dict(lora_rank=0)),
     "gigpo": (grpo.GRPOConfig, grpo.GroupRelative,

@@ -2,7 +2,9 @@
 
 The numbers come from :class:`~agentgym.hf_policy.HFPolicy`'s own scoring (``token_logprobs`` and
 ``sequence_logprobs``), the same code that computed them at sampling time, so a ratio of 1 means
-"unchanged policy" to the last bit.
+"unchanged policy" to the last bit. The exception is choice samples that share a frozen trunk
+(``reuse_computation``, :mod:`~agentgym.trainers.frozen_trunk`): the same numbers computed in another
+order, equal to float rounding (~1e-6).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Sequence
 import torch
 
 from agentgym.hf_policy import HFPolicy
+from agentgym.trainers import frozen_trunk
 from agentgym.trainers.samples import TurnSample
 
 
@@ -47,8 +50,14 @@ def sample_logprobs(policy: HFPolicy, samples: Sequence[TurnSample], *, temperat
         for i, lp, ent in zip(text, token_logps, token_entropies):
             logps[i], entropies[i] = lp[0], ent[0]
     if choice:
-        token_logps, _ = policy.token_logprobs(
-            [samples[i].prompt_ids for i in choice], [samples[i].candidates for i in choice], grad=grad)
+        trunk_cache = samples[choice[0]].trunk_cache
+        if trunk_cache is not None:
+            token_logps = frozen_trunk.choice_logprobs(policy, [frozen_trunk.choice_key(samples[i].prompt_ids,
+                                                                                        samples[i].candidates)
+                                                                for i in choice], trunk_cache, grad=grad)
+        else:
+            token_logps, _ = policy.token_logprobs(
+                [samples[i].prompt_ids for i in choice], [samples[i].candidates for i in choice], grad=grad)
         for i, group in zip(choice, token_logps):
             scores = torch.stack([lp.sum() for lp in group])
             log_p = torch.log_softmax(scores / choice_temperature, dim=0)

@@ -120,7 +120,8 @@ class Algorithm:
         advantages = self.advantages(policy, trajectories)
         for turn, advantage in zip(all_turns(trajectories), advantages):
             turn.advantage = float(advantage)  # kept in the saved records, for the viewer
-        return layout_samples(trajectories, policy, advantages, self.config.layout)
+        return layout_samples(trajectories, policy, advantages, self.config.layout,
+                              share_trunk=self.config.reuse_computation)
 
     def loss(self, policy: HFPolicy, micro: list[TurnSample], iteration: int) -> tuple[torch.Tensor, dict[str, Any]]:
         """A micro-batch's loss (with gradients) and the values to log."""

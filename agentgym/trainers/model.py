@@ -32,4 +32,4 @@ def build_policy(config: RunConfig) -> HFPolicy:
     model.train(False)
     return HFPolicy(config.model, model=model, tokenizer=tokenizer, mode=config.mode, temperature=config.temperature,
                     choice_temperature=config.choice_temperature, max_new_tokens=config.max_new_tokens,
-                    seed=config.seed)
+                    reuse_scores=config.reuse_computation, seed=config.seed)

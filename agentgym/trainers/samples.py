@@ -13,6 +13,7 @@ from typing import Sequence
 
 from agentgym.hf_policy import HFPolicy
 from agentgym.records import Trajectory, Turn
+from agentgym.trainers import frozen_trunk
 from agentgym.trainers.advantages import TurnStats
 
 
@@ -42,6 +43,7 @@ class TurnSample:
     token_advantages: list[float] | None = None
     old_value: float = 0.0  # value-head estimate at rollout time (PPO)
     value_target: float = 0.0  # the return the value head regresses to (PPO)
+    trunk_cache: frozen_trunk.TrunkCache | None = None  # shared by an iteration's choice samples
 
     @property
     def advantages(self) -> list[float]:
@@ -79,8 +81,12 @@ def _trainable_turns(trajectories: Sequence[Trajectory], advantages: Sequence[fl
     return turns
 
 
-def turn_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantages: Sequence[float]) -> list[TurnSample]:
-    """Per-turn layout: one sample per turn with its advantage (``advantages`` in :func:`turn_stats` order)."""
+def turn_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantages: Sequence[float], *,
+                 share_trunk: bool = False) -> list[TurnSample]:
+    """Per-turn layout: one sample per turn with its advantage (``advantages`` in :func:`turn_stats` order).
+    With ``share_trunk`` and frozen bottom layers, the choice samples share one trunk cache, so the update
+    runs those layers once per distinct state (:mod:`~agentgym.trainers.frozen_trunk`)."""
+    trunk_cache = frozen_trunk.TrunkCache.of(policy.model) if share_trunk else None
     samples = []
     for turn, advantage in zip(_trainable_turns(trajectories, advantages), advantages):
         if turn.action_mode == "choice":
@@ -94,6 +100,7 @@ def turn_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantage
                 chosen=turn.admissible_actions.index(turn.action),
                 advantage=float(advantage),
                 old_entropies=[turn.choice_entropy],
+                trunk_cache=trunk_cache,
             ))
         else:
             samples.append(TurnSample(turn.prompt_token_ids, turn.action_token_ids, list(turn.action_logprobs),
@@ -136,8 +143,8 @@ def episode_samples(trajectories: Sequence[Trajectory], advantages: Sequence[flo
 
 
 def layout_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantages: Sequence[float],
-                   layout: str) -> list[TurnSample]:
-    """The samples of ``layout`` (``"per-turn"`` or ``"episode"``)."""
+                   layout: str, *, share_trunk: bool = False) -> list[TurnSample]:
+    """The samples of ``layout`` (``"per-turn"`` or ``"episode"``); ``share_trunk`` as in :func:`turn_samples`."""
     if layout == "episode":
         return episode_samples(trajectories, advantages)
-    return turn_samples(trajectories, policy, advantages)
+    return turn_samples(trajectories, policy, advantages, share_trunk=share_trunk)

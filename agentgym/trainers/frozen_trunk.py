@@ -1,0 +1,154 @@
+"""Choice samples scored with the frozen layers run once per distinct state (issue #27's faster update).
+
+With LoRA on only the top layers (``lora_layers``), every layer below them — the *trunk* — is frozen:
+its output for a token sequence never changes during a run, and the adapter switched off (the KL
+reference) leaves it as it is. So the update runs the trunk once per distinct (prompt, candidates) of an
+iteration, without gradients, and keeps its output for every sample that shares it (the episodes of a
+group revisit the same states), every epoch and the reference pass; only the adapted top layers run
+with gradients. The numbers are those of :meth:`HFPolicy.token_logprobs` up to float rounding.
+
+A sample's prompt and its candidates run as one packed sequence, ``prompt + c1[:-1] + c2[:-1] + …``: each
+candidate token attends to the prompt and to its own earlier tokens, at the positions it would have after
+the prompt alone, so the candidates share the prompt without copying its key/value cache per candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from agentgym.hf_policy import HFPolicy, log_softmax_entropy
+
+Key = tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]
+
+
+def choice_key(prompt_ids: Sequence[int], candidates: Sequence[Sequence[int]]) -> Key:
+    """What identifies a choice sample's forward pass: its prompt and candidates' token ids."""
+    return tuple(prompt_ids), tuple(tuple(c) for c in candidates)
+
+
+def _parts(model: Any) -> tuple[Any, Any] | None:
+    """The decoder stack and the language-model head of a Llama-style model (PEFT-wrapped or not)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(base, "model", None)
+    if not hasattr(base, "lm_head") or not all(hasattr(decoder, name) for name in
+                                               ("embed_tokens", "layers", "norm", "rotary_emb")):
+        return None
+    return decoder, base.lm_head
+
+
+def trunk_depth(model: Any) -> int:
+    """How many bottom decoder layers are frozen below the lowest trainable one, with frozen embeddings
+    (0: nothing to share — every layer trains, or the model is not Llama-style)."""
+    parts = _parts(model)
+    if parts is None or any(p.requires_grad for p in parts[0].embed_tokens.parameters()):
+        return 0
+    for index, layer in enumerate(parts[0].layers):
+        if any(p.requires_grad for p in layer.parameters()):
+            return index
+    return 0
+
+
+@dataclass
+class TrunkCache:
+    """The trunk's output of each distinct (prompt, candidates) run so far; an iteration's samples share
+    one. ``depth`` is fixed when it is made: inside the KL reference pass PEFT freezes the adapter too,
+    and the trunk must stay the layers below it."""
+
+    depth: int
+    states: dict[Key, torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, model: Any) -> TrunkCache | None:
+        """A cache for ``model``, or None when it has no frozen trunk to share."""
+        depth = trunk_depth(model)
+        return cls(depth) if depth else None
+
+
+@dataclass
+class Packed:
+    """A batch of packed (prompt, candidates) sequences, right-padded."""
+
+    ids: torch.Tensor  # (rows, width)
+    positions: torch.Tensor  # (rows, width): each candidate token's position after the prompt alone
+    mask: torch.Tensor  # (rows, 1, width, width) bool: who attends to whom
+    queries: list[list[list[int]]]  # [row][candidate]: the positions whose logits predict its tokens
+
+
+def pack(keys: Sequence[Key], pad_id: int) -> Packed:
+    """Pack each (prompt, candidates) into one sequence with its attention mask (see the module doc)."""
+    rows, positions, segments, queries = [], [], [], []
+    for prompt, candidates in keys:
+        ids, where, segment, row_queries = list(prompt), list(range(len(prompt))), [0] * len(prompt), []
+        for number, candidate in enumerate(candidates, start=1):
+            start = len(ids)
+            ids += candidate[:-1]  # the last token is only predicted
+            where += range(len(prompt), len(prompt) + len(candidate) - 1)
+            segment += [number] * (len(candidate) - 1)
+            row_queries.append([len(prompt) - 1, *range(start, start + len(candidate) - 1)])
+        rows.append(ids), positions.append(where), segments.append(segment), queries.append(row_queries)
+    width = max(len(r) for r in rows)
+    segment = torch.tensor([s + [-1] * (width - len(s)) for s in segments])
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    # Query i sees key j when j is not after it and is a prompt token or of i's own candidate; padding
+    # (segment -1) is seen by no real token.
+    shared = (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None])
+    return Packed(torch.tensor([r + [pad_id] * (width - len(r)) for r in rows]),
+                  torch.tensor([p + [0] * (width - len(p)) for p in positions]),
+                  (causal & shared)[:, None], queries)
+
+
+def _run_layers(decoder: Any, layers: Sequence[Any], hidden: torch.Tensor, packed: Packed) -> torch.Tensor:
+    embeddings = decoder.rotary_emb(hidden, position_ids=packed.positions)
+    for layer in layers:
+        hidden = layer(hidden, attention_mask=packed.mask, position_ids=packed.positions,
+                       position_embeddings=embeddings)
+    return hidden
+
+
+def choice_logprobs(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *,
+                    grad: bool = True) -> list[list[torch.Tensor]]:
+    """Per-token log-probs (at temperature 1) of each key's candidates after its prompt, nested
+    ``[key][candidate]`` like :meth:`HFPolicy.token_logprobs`; each distinct key runs once.
+
+    ``cache`` holds the trunk's output of keys already run (the caller keeps it for an iteration); the
+    keys missing from it are run through the trunk here, without gradients, and added.
+    """
+    decoder, head = _parts(policy.model)
+    depth, states = cache.depth, cache.states
+    distinct = list(dict.fromkeys(keys))
+    packed = pack(distinct, policy.tokenizer.pad_token_id)
+    missing = [row for row, key in enumerate(distinct) if key not in states]
+    if missing:
+        part = Packed(packed.ids[missing], packed.positions[missing], packed.mask[missing], [])
+        with torch.no_grad():
+            trunk = _run_layers(decoder, decoder.layers[:depth], decoder.embed_tokens(part.ids), part)
+        for row, state in zip(missing, trunk):
+            states[distinct[row]] = state[: packed_length(distinct[row])]
+    width = packed.ids.shape[1]
+    hidden = torch.stack([torch.nn.functional.pad(states[key], (0, 0, 0, width - len(states[key])))
+                          for key in distinct])
+    results: dict[Key, list[torch.Tensor]] = {}
+    with torch.set_grad_enabled(grad):
+        hidden = decoder.norm(_run_layers(decoder, decoder.layers[depth: decoder.config.num_hidden_layers],
+                                          hidden, packed))
+        rows = torch.tensor([row for row, q in enumerate(packed.queries) for c in q for _ in c])
+        columns = torch.tensor([p for q in packed.queries for c in q for p in c])
+        log_p, _ = log_softmax_entropy(head(hidden[rows, columns]).float())
+        tokens = torch.tensor([t for _, candidates in distinct for c in candidates for t in c])
+        picked = log_p.gather(1, tokens[:, None])[:, 0]
+        cursor = 0
+        for key in distinct:
+            results[key] = []
+            for candidate in key[1]:
+                results[key].append(picked[cursor: cursor + len(candidate)])
+                cursor += len(candidate)
+    return [results[key] for key in keys]
+
+
+def packed_length(key: Key) -> int:
+    """Tokens in a key's packed sequence."""
+    prompt, candidates = key
+    return len(prompt) + sum(len(c) - 1 for c in candidates)

@@ -1,0 +1,118 @@
+"""``reuse_computation`` (issue #27) saves forward passes and changes no number beyond float rounding:
+a choice state scored again while the weights are unchanged is not run again, and the update runs the
+frozen layers below the adapter once per distinct state. Each is compared with the computation switched
+off, on the same inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agentgym.hf_policy import HFPolicy
+from agentgym.policies import PolicyRequest
+from agentgym.prompting import PromptTemplate
+from agentgym.trainers import frozen_trunk, update
+from agentgym.trainers.config import RunConfig
+from agentgym.trainers.model import build_policy
+from agentgym.trainers.samples import TurnSample
+
+ACTIONS = ("go north", "take coin", "open the wooden chest", "look")
+
+
+def request(room: int) -> PolicyRequest:
+    return PolicyRequest(PromptTemplate().build("Find the coin.", f"Room {room}: a dusty corridor.", ACTIONS),
+                         ACTIONS)
+
+
+def counting_forward_rows(policy: HFPolicy, monkeypatch) -> list[int]:
+    """Record how many prompts each scoring call runs."""
+    calls: list[int] = []
+    score = policy.score_ids
+
+    def counted(prompts, candidates):
+        calls.append(len(prompts))
+        return score(prompts, candidates)
+
+    monkeypatch.setattr(policy, "score_ids", counted)
+    return calls
+
+
+def test_a_repeated_choice_state_is_scored_once_until_the_weights_change(monkeypatch):
+    policy, fresh = HFPolicy("tiny", mode="choice", seed=0), HFPolicy("tiny", mode="choice", seed=0,
+                                                                     reuse_scores=False)
+    fresh.model.load_state_dict(policy.model.state_dict())
+    calls = counting_forward_rows(policy, monkeypatch)
+    batch = [request(1), request(2), request(1)]
+    replies = policy.act(batch)
+    assert calls == [2]  # the repeated state ran once
+    policy.act([request(2), request(3)])
+    assert calls == [2, 1]  # room 2 was kept from the first batch
+    expected = fresh.act(batch)
+    for reply, reference in zip(replies, expected):
+        assert reply.extra["choice_scores"] == pytest.approx(reference.extra["choice_scores"], abs=1e-5)
+    policy.weights_changed()
+    policy.act([request(1)])
+    assert calls == [2, 1, 1]  # new weights: scored again
+    with torch.no_grad():
+        next(policy.model.parameters()).add_(0.5)
+    policy.weights_changed()
+    changed = policy.choice_distribution(request(1))[0]
+    assert changed != pytest.approx(replies[0].extra["choice_scores"], abs=1e-3)
+
+
+def choice_batch(policy: HFPolicy, trunk_cache: frozen_trunk.TrunkCache | None) -> list[TurnSample]:
+    """Six choice samples over three states (two repeated), with mixed advantages."""
+    samples = []
+    for index, (room, chosen, advantage) in enumerate([(1, 0, 1.0), (2, 1, -0.5), (1, 2, 0.3), (3, 3, -1.0),
+                                                       (2, 1, 0.8), (1, 0, -0.2)]):
+        prompt = policy.prompt_ids(request(room).messages)
+        candidates = [policy.reply_ids(a) for a in ACTIONS]
+        samples.append(TurnSample(prompt, candidates[chosen], [-1.2 + 0.1 * index], "choice", index % 3,
+                                  candidates=candidates, chosen=chosen, advantage=advantage,
+                                  old_entropies=[1.0], trunk_cache=trunk_cache))
+    return samples
+
+
+@pytest.mark.parametrize("kl_coef", [0.0, 0.1])
+def test_the_frozen_trunk_update_gives_the_full_models_loss_and_gradients(kl_coef):
+    policy = build_policy(RunConfig(model="tiny", lora_rank=4, lora_layers=1, seed=0))
+    assert frozen_trunk.trunk_depth(policy.model) == 1
+    with torch.no_grad():  # a trained adapter, so the reference differs from the policy
+        for name, parameter in policy.model.named_parameters():
+            if parameter.requires_grad:
+                parameter.normal_(0, 0.2, generator=torch.Generator().manual_seed(len(name)))
+    policy.keep_reference()
+    settings = update.LossSettings(kl_coef=kl_coef)
+    results = []
+    for trunk_cache in (None, frozen_trunk.TrunkCache.of(policy.model)):
+        policy.model.zero_grad()
+        samples = choice_batch(policy, trunk_cache)
+        terms = update.policy_loss_terms(policy, samples, settings)
+        update.policy_loss(terms, settings).backward()
+        results.append(({k: float(v.detach()) for k, v in update.loggable(terms).items()},
+                        [p.grad.clone() for p in policy.model.parameters() if p.requires_grad]))
+        if trunk_cache is not None:
+            assert len(trunk_cache.states) == 3  # one trunk pass per distinct state, shared by the reference pass
+    (full_terms, full_grads), (trunk_terms, trunk_grads) = results
+    assert set(trunk_terms) == set(full_terms) and ("kl" in full_terms) == (kl_coef > 0)
+    for key, value in full_terms.items():
+        assert trunk_terms[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    for full, trunk in zip(full_grads, trunk_grads):
+        assert torch.allclose(full, trunk, rtol=1e-3, atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in full_grads)
+
+
+def test_nothing_is_shared_when_every_layer_trains():
+    policy = build_policy(RunConfig(model="tiny", lora_rank=0, seed=0))
+    assert frozen_trunk.trunk_depth(policy.model) == 0 and frozen_trunk.TrunkCache.of(policy.model) is None
+
+
+def test_packed_candidates_see_the_prompt_and_only_their_own_tokens():
+    packed = frozen_trunk.pack([((5, 6, 7), ((1, 2, 9), (3, 9)))], pad_id=0)
+    # prompt 5 6 7, then candidate 1's inputs 1 2 (its last token 9 is only predicted), candidate 2's 3
+    assert packed.ids.tolist() == [[5, 6, 7, 1, 2, 3]]
+    assert packed.positions.tolist() == [[0, 1, 2, 3, 4, 3]]
+    assert packed.queries == [[[2, 3, 4], [2, 5]]]
+    sees = packed.mask[0, 0]
+    assert sees[5].tolist() == [True, True, True, False, False, True]  # candidate 2 skips candidate 1
+    assert sees[4].tolist() == [True, True, True, True, True, False]
