@@ -11,23 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import agentgym
-from agentgym.memory import resident_bytes, settle
-
-
-def first_admissible(env, observation):
-    return observation["admissible_actions"][0]
-
-
-def expert(env, observation):
-    return env.unwrapped.expert_action()
-
-
-def look_around(env, observation):
-    return "look around"
-
+from agentgym.memory import expert, first_admissible, look_around, soak
 
 # name: (id, split, action, tasks to cycle through (None: all))
 FAMILIES = {
@@ -43,30 +29,15 @@ FAMILIES = {
 }
 
 
-def soak(name: str, warmup: int, episodes: int) -> tuple[float, float]:
+def soak_family(name: str, warmup: int, episodes: int) -> tuple[float, float]:
     """MiB gained from the end of the warm-up to the end, and seconds per episode."""
     env_id, split, act, task_count = FAMILIES[name]
     env = agentgym.make(env_id, split=split)
     try:
-        tasks = env.unwrapped.tasks[:task_count]
-        start = None
-        for episode in range(warmup + episodes):
-            if episode == warmup:
-                settle(env)
-                start, began = resident_bytes(), time.perf_counter()
-            observation, _ = env.reset(options={"task_id": tasks[(episode * 37) % len(tasks)].id})
-            for _ in range(2):
-                action = act(env, observation)
-                if action is None:
-                    break
-                observation, _, terminated, truncated, _ = env.step(action)
-                if terminated or truncated:
-                    break
-        seconds = (time.perf_counter() - began) / episodes
-        settle(env)
-        return (resident_bytes() - start) / 2**20, seconds
+        (start, end), seconds = soak(env, env.unwrapped.tasks[:task_count], act, warmup=warmup, episodes=episodes)
     finally:
         env.close()
+    return (end.resident - start.resident) / 2**20, seconds
 
 
 def main() -> None:
@@ -82,7 +53,7 @@ def main() -> None:
           f"({args.episodes} episodes after {args.warmup}, this process + children, PSS)")
     failed = []
     for name in args.families:
-        growth, seconds = soak(name, args.warmup, args.episodes)
+        growth, seconds = soak_family(name, args.warmup, args.episodes)
         print(f"{name:18s} {growth:+8.1f} MiB {growth / args.episodes:+8.3f} MiB {seconds:10.3f}", flush=True)
         if growth > args.bound:
             failed.append(name)

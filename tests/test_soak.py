@@ -7,13 +7,12 @@ from __future__ import annotations
 import gc
 import os
 import threading
-from collections.abc import Callable
 
 import psutil
 import pytest
 
 import agentgym
-from agentgym.memory import resident_bytes, settle
+from agentgym.memory import expert, first_admissible, look_around, soak
 
 from conftest import COIN
 
@@ -42,18 +41,6 @@ def test_reset_step_close_cycles_do_not_leak():
 
 # --- every family: one env, a new task each episode, memory of this process and its children ---------
 
-def first_admissible(env, observation) -> str:
-    return observation["admissible_actions"][0]
-
-
-def expert(env, observation) -> str | None:
-    return env.unwrapped.expert_action()
-
-
-def look_around(env, observation) -> str:
-    return "look around"  # ScienceWorld lists no actions by default, and its oracle costs ~4 s to start
-
-
 # (id, split, action, tasks to cycle through (None: all, a new one each episode), warm-up, measured N).
 # A leak of 1 MiB an episode would exceed the bound of N/2 MiB. Seconds are on the 2-core machine, loaded.
 FAMILIES = [
@@ -73,36 +60,15 @@ FAMILIES = [
 ]
 
 
-def play(env, tasks: list, episode: int, act: Callable) -> None:
-    observation, _ = env.reset(options={"task_id": tasks[(episode * 37) % len(tasks)].id})
-    for _ in range(2):
-        action = act(env, observation)
-        if action is None:
-            return
-        observation, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            return
-
-
 @pytest.mark.parametrize(("env_id", "split", "act", "task_count", "warmup", "episodes"), FAMILIES)
 def test_every_family_keeps_memory_and_processes_flat_over_many_episodes(env_id, split, act, task_count, warmup,
                                                                         episodes):
     env = agentgym.make(env_id, split=split)
     try:
-        tasks = env.unwrapped.tasks[:task_count]
-        for episode in range(warmup):
-            play(env, tasks, episode, act)
-        samples, counts = [], []
-        for episode in range(warmup, warmup + episodes + 1):
-            if (episode - warmup) % (episodes // 4) == 0:
-                settle(env)
-                process = psutil.Process()
-                samples.append(resident_bytes())
-                counts.append((threading.active_count(), len(process.children(recursive=True)), process.num_fds()))
-            if episode < warmup + episodes:
-                play(env, tasks, episode, act)
+        readings, _ = soak(env, env.unwrapped.tasks[:task_count], act, warmup=warmup, episodes=episodes, readings=5)
     finally:
         env.close()
+    samples, counts = [r.resident for r in readings], [r.counts for r in readings]
     # The last two quarter marks against the first: a leak of 1 MiB an episode adds >= 0.75 N MiB there.
     growth = (min(samples[-2:]) - samples[0]) / 2**20
     trace = " ".join(f"{(s - samples[0]) / 2**20:+.1f}" for s in samples)

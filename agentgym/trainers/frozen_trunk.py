@@ -14,8 +14,9 @@ the prompt alone, so the candidates share the prompt without copying its key/val
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
