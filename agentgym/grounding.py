@@ -291,23 +291,38 @@ class SoftGUIRCPolicy(Policy):
                 "point_expand": self.point_expand}
 
 
+PAPER_POINT_EXPAND = 25  # ±pixels of a point answer when GUI-RC evaluates (the paper's, for VLMs)
+
+
+def voting_point_expand(policy: Policy) -> int:
+    """The default widening of ``policy``'s point answers when they vote: half the spacing of the points
+    it can answer (``answer_spacing``, e.g. the pointer model's 16-px cells), else the paper's ±25 px.
+    Wider boxes than that merge neighbouring answers, and the peak where most overlap lands between
+    them, off small targets (README, "why voting loses to greedy")."""
+    spacing = getattr(policy, "answer_spacing", None)
+    return spacing // 2 if spacing else PAPER_POINT_EXPAND
+
+
 def make_gui_rc_policy(inner: str, *, seed: int | None = None, samples: int = 64, scale: str = "pixels",
-                       point_expand: int = 25, **inner_kwargs: Any) -> GUIRCPolicy:
+                       point_expand: int | None = None, **inner_kwargs: Any) -> GUIRCPolicy:
     """``--policy gui-rc:INNER`` (e.g. ``gui-rc:pointer:runs/pointer-gui``): GUI-RC over ``samples``
     answers of the policy ``INNER``; other keyword arguments go to it (``temperature`` defaults to 1,
-    since GUI-RC needs a policy that samples)."""
+    since GUI-RC needs a policy that samples). ``point_expand`` defaults to :func:`voting_point_expand`."""
     from agentgym.policies import make_policy
 
     inner_kwargs.setdefault("temperature", 1.0)
-    return GUIRCPolicy(make_policy(inner, seed=seed, **inner_kwargs), samples=samples, scale=scale,
-                       point_expand=point_expand)
+    policy = make_policy(inner, seed=seed, **inner_kwargs)
+    return GUIRCPolicy(policy, samples=samples, scale=scale,
+                       point_expand=voting_point_expand(policy) if point_expand is None else point_expand)
 
 
 def make_soft_gui_rc_policy(inner: str, *, seed: int | None = None, temperature: float = 1.0,
-                            point_expand: int = 25, **inner_kwargs: Any) -> SoftGUIRCPolicy:
+                            point_expand: int | None = None, **inner_kwargs: Any) -> SoftGUIRCPolicy:
     """``--policy soft-gui-rc:INNER`` (e.g. ``soft-gui-rc:pointer:runs/pointer-gui``): soft GUI-RC over
-    the point distribution of ``INNER`` at ``temperature``; other keyword arguments go to it."""
+    the point distribution of ``INNER`` at ``temperature``; other keyword arguments go to it.
+    ``point_expand`` defaults to :func:`voting_point_expand`."""
     from agentgym.policies import make_policy
 
-    return SoftGUIRCPolicy(make_policy(inner, seed=seed, **inner_kwargs), temperature=temperature,
-                           point_expand=point_expand)
+    policy = make_policy(inner, seed=seed, **inner_kwargs)
+    return SoftGUIRCPolicy(policy, temperature=temperature,
+                           point_expand=voting_point_expand(policy) if point_expand is None else point_expand)

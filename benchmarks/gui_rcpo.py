@@ -353,19 +353,21 @@ def main() -> None:
         diagnosis[split] = {"T = 1": diagnose(base, sweeps[split][0], f"vote T=1.0 K=64 e={EVAL_EXPAND}"),
                             f"T = {vote_t}": diagnose(base, sweeps[split][0], vote_key)}
         for seed in args.seeds:
-            folder = args.out / f"screens{args.screens}" / f"rcpo-{split}-seed{seed}"
-            run = units.get(f"rcpo-{split}-seed{seed}",
+            unit = f"rcpo-lr{args.lr:g}-{split}-seed{seed}"  # the learning rate is the setting a rerun may change
+            folder = args.out / f"screens{args.screens}" / unit
+            run = units.get(unit,
                             lambda: test_time_training(args.pointer, split, args.screens, seed, folder, args.lr))
             rcpo_runs.setdefault(split, []).append(run)
-            adapted = outputs(folder / "final", split, args.screens, args.out / "outputs" / f"rcpo-{split}-{args.screens}-seed{seed}")
-            adapted_sweep = units.get(f"after-rcpo-{split}-seed{seed}", lambda: {
+            adapted = outputs(folder / "final", split, args.screens, args.out / "outputs" / f"{unit}-{args.screens}")
+            adapted_sweep = units.get(f"after-{unit}", lambda: {
                 "greedy": hits([greedy_answer(row) for row in adapted["logits"]], adapted["targets"]).tolist(),
                 "vote": hits([voted_answer(row, vote_t, HEADLINE_K, EVAL_EXPAND, np.random.default_rng(seed))
                               for row in adapted["logits"]], adapted["targets"]).tolist(),
                 "soft": hits([soft_answer(row, soft_t, EVAL_EXPAND) for row in adapted["logits"]], adapted["targets"]).tolist()})
             for method in ("greedy", "vote", "soft"):
-                label = {"greedy": "GUI-RCPO, then greedy", "vote": f"GUI-RCPO, then GUI-RC (K = 64, T = {vote_t})",
-                         "soft": f"GUI-RCPO, then soft GUI-RC (T = {soft_t})"}[method]
+                label = {"greedy": "then greedy", "vote": f"then GUI-RC (K = 64, T = {vote_t})",
+                         "soft": f"then soft GUI-RC (T = {soft_t})"}[method]
+                label = f"GUI-RCPO (lr {args.lr:g}), {label}"
                 rows.setdefault(label, []).append(accuracy(adapted_sweep[method]))
             oracle_model = args.out / f"screens{args.screens}" / f"oracle-{split}-seed{seed}" / "model.pt"
             if not oracle_model.exists():

@@ -54,11 +54,20 @@ def test_train_then_point_greedily_and_with_gui_rc(tmp_path):
         assert voted == "no consensus" or re.fullmatch(r"\(\d+(\.\d+)?, \d+(\.\d+)?\)", voted)
         soft = make_policy(f"soft-gui-rc:pointer:{tmp_path / 'run'}", temperature=0.5)
         assert soft.act([request])[0].text == soft.act([request])[0].text  # deterministic
+        # Votes are widened by half the pointer's cell, not the paper's ±25 px (README: why voting lost)
+        assert voted_point_expand(tmp_path / "run") == (CELL // 2, 25)
         assert re.fullmatch(r"\(\d+(\.\d+)?, \d+(\.\d+)?\)", soft.act([request])[0].text)
         _, reward, terminated, _, _ = env.step(greedy.act([request])[0].text)
         assert terminated and reward in (0.0, 1.0)
     finally:
         env.close()
+
+
+def voted_point_expand(run) -> tuple[int, int]:
+    """The point expansion GUI-RC and soft GUI-RC vote with on the pointer by default, and when told ±25."""
+    default = make_policy(f"gui-rc:pointer:{run}", samples=2), make_policy(f"soft-gui-rc:pointer:{run}")
+    assert default[0].point_expand == default[1].point_expand
+    return default[0].point_expand, make_policy(f"gui-rc:pointer:{run}", point_expand=25).point_expand
 
 
 def _request(seed: int = 0) -> PolicyRequest:

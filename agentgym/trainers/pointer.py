@@ -292,6 +292,8 @@ class PointerPolicy(GroundingPolicy):
     answer's log-probability is its cell's), the weights in ``model``, a frozen copy as the reference.
     """
 
+    answer_spacing = CELL  # pixels between the points it can answer: GUI-RC votes with ±CELL/2 boxes
+
     def __init__(self, path: str | Path | None = None, *, model: PointerNet | None = None,
                  temperature: float = 0.0, seed: int | None = None):
         if (path is None) == (model is None):
