@@ -5,7 +5,7 @@ episodes) run with it off (the old path) and on (the new one), side by side, fro
 Each run's time is split by phase, every phase counted once (a phase inside another is subtracted from
 it): environment steps and resets, prompt building (chat template and tokenisation), choice scoring
 (the rollout's forward passes), the update's forward (log-probs and loss), its backward, the rest of the
-update (optimizer, bookkeeping), and the held-out evaluation before training. There is no separate
+update (optimizer, bookkeeping), and the held-out evaluations before and after training. There is no separate
 old-log-prob pass to time: the loop reads the log-probs recorded at sampling time, a rollout's weights
 being the update's starting weights.
 
@@ -83,7 +83,8 @@ def run_path(reuse: bool, iterations: int, eval_episodes: int) -> dict:
                                (torch.Tensor, "backward", "update backward"), (update, "optimise", "update other"),
                                (grpo.GroupRelative, "collect", "rollout other")):
         clock.wrap(owner, name, phase)
-    clock.wrap(heldout, "evaluate_before", "evaluation", absorbing=True)
+    for name in ("evaluate_before", "evaluate_policy"):  # before and after training
+        clock.wrap(heldout, name, "evaluation", absorbing=True)
     settings = yaml.safe_load(DEMO.read_text())
     settings.pop("trainer")
     with tempfile.TemporaryDirectory() as folder:
@@ -101,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=2, help="training iterations per run")
     parser.add_argument("--rounds", type=int, default=1, help="old-then-new rounds")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes of the evaluation before")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes of each evaluation")
     parser.add_argument("--path", choices=["old", "new"], help=argparse.SUPPRESS)  # one run, in a child process
     parser.add_argument("--out", type=Path, default=Path("results/train_iteration.json"))
     args = parser.parse_args()
@@ -120,7 +121,7 @@ def main() -> None:
 
     count = args.rounds * args.iterations
     print(f"\nThe demo's config, {args.iterations} iterations × {args.rounds} round(s) per path "
-          f"(seconds per iteration; evaluation: {args.eval_episodes} held-out episodes, once per run):\n")
+          f"(seconds per iteration; evaluation: {args.eval_episodes} held-out episodes before and after, per run):\n")
     print("| phase | old path | new path (`reuse_computation`) |")
     print("|---|---|---|")
     for phase in (*PHASES, "evaluation"):
