@@ -102,9 +102,13 @@ def test_the_frozen_trunk_update_gives_the_full_models_loss_and_gradients(kl_coe
     assert any(g.abs().sum() > 0 for g in full_grads)
 
 
-def test_nothing_is_shared_when_every_layer_trains():
+def test_nothing_is_shared_when_every_layer_trains_or_the_architecture_is_not_known(monkeypatch):
     policy = build_policy(RunConfig(model="tiny", lora_rank=0, seed=0))
     assert frozen_trunk.trunk_depth(policy.model) == 0 and frozen_trunk.TrunkCache.of(policy.model) is None
+    adapted = build_policy(RunConfig(model="tiny", lora_rank=4, lora_layers=1, seed=0))
+    assert frozen_trunk.trunk_depth(adapted.model) == 1
+    monkeypatch.setattr(adapted.model.get_base_model().config, "model_type", "gemma")  # scales its embeddings
+    assert frozen_trunk.trunk_depth(adapted.model) == 0
 
 
 def test_packed_candidates_see_the_prompt_and_only_their_own_tokens():

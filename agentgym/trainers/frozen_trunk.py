@@ -30,19 +30,24 @@ def choice_key(prompt_ids: Sequence[int], candidates: Sequence[Sequence[int]]) -
     return tuple(prompt_ids), tuple(tuple(c) for c in candidates)
 
 
+# Architectures whose forward is exactly embed → layers → norm → head, as run here. Others (Gemma scales
+# its embeddings, for one) keep the full model's path.
+ARCHITECTURES = ("llama",)
+
+
 def _parts(model: Any) -> tuple[Any, Any] | None:
-    """The decoder stack and the language-model head of a Llama-style model (PEFT-wrapped or not)."""
+    """The decoder stack and the language-model head of a Llama model (PEFT-wrapped or not)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = getattr(base, "model", None)
-    if not hasattr(base, "lm_head") or not all(hasattr(decoder, name) for name in
-                                               ("embed_tokens", "layers", "norm", "rotary_emb")):
+    if getattr(getattr(base, "config", None), "model_type", None) not in ARCHITECTURES or not hasattr(base, "lm_head") \
+            or not all(hasattr(decoder, name) for name in ("embed_tokens", "layers", "norm", "rotary_emb")):
         return None
     return decoder, base.lm_head
 
 
 def trunk_depth(model: Any) -> int:
     """How many bottom decoder layers are frozen below the lowest trainable one, with frozen embeddings
-    (0: nothing to share — every layer trains, or the model is not Llama-style)."""
+    (0: nothing to share — every layer trains, or the architecture is not in :data:`ARCHITECTURES`)."""
     parts = _parts(model)
     if parts is None or any(p.requires_grad for p in parts[0].embed_tokens.parameters()):
         return 0
