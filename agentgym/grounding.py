@@ -198,7 +198,7 @@ class GroundingPolicy(Policy):
     def set_rng_state(self, state: Any) -> None:
         """Restore :meth:`rng_state`."""
 
-    def weights_changed(self) -> None:
+    def weights_changed(self, *, trainable_only: bool = False) -> None:
         """Nothing is kept between calls that changed weights could make stale."""
 
     def keep_reference(self) -> None:

@@ -9,7 +9,8 @@ Two ways to act:
   token) after the prompt, and one is sampled from the softmax of those scores (Carta et al., 2023,
   "Grounding LLMs in interactive environments"). The prompt is run once per state and its key/value
   cache shared by all candidates; a state scored before with the same weights (the episodes of a group
-  often revisit the same states) is not run again. The record carries the chosen action's log-probability under that
+  often revisit the same states) is not run again, and with LoRA on the top layers only, the frozen
+  layers below run once per state for the whole run (:mod:`agentgym.frozen_trunk`). The record carries the chosen action's log-probability under that
   choice distribution and the distribution's entropy, so a trainer can optimise it exactly.
 
 Log-probabilities and entropies are those of ``softmax(logits / temperature)``, the distribution a
@@ -93,7 +94,9 @@ class HFPolicy(Policy):
         batch_size: most requests run through the model at once.
         reuse_scores: in choice mode, keep the scores of up to ``SCORE_MEMORY`` (prompt, candidates)
             pairs while the weights are unchanged, and score a repeated one (in the same batch or a
-            later one) only once. The scores are the same either way; it only saves forward passes.
+            later one) only once; when the bottom layers are frozen (LoRA on the top ones), score in
+            the packed layout and keep their output (:meth:`trunk_cache`). The scores are the same
+            either way, to float rounding; it only saves forward passes.
         seed: seeds the sampler; equal seeds give equal samples.
         model, tokenizer: an already loaded model and tokenizer (e.g. the one a trainer updates).
     """
@@ -141,6 +144,7 @@ class HFPolicy(Policy):
         self._reference: Any = None  # see keep_reference()
         self.reuse_scores = reuse_scores
         self._scores: OrderedDict[tuple, tuple[list[list[float]], list[list[float]]]] = OrderedDict()
+        self._trunk: Any = None  # the TrunkCache, made at the first choice scoring (see trunk_cache)
 
     # ------------------------------------------------------------------ policy interface
     def act(self, requests: Sequence[PolicyRequest]) -> list[Generation]:
@@ -200,13 +204,27 @@ class HFPolicy(Policy):
 
     MIN_SHARED_PREFIX = 16
 
-    def weights_changed(self) -> None:
+    def weights_changed(self, *, trainable_only: bool = False) -> None:
         """Say that the model's weights changed in place (an optimizer step, weights loaded from a
         checkpoint): the kept prompt prefix and the kept choice scores, computed with the old weights, are
-        dropped. Trainers call it after every optimizer step; call it yourself if you change ``model``'s
-        weights another way."""
+        dropped, and the frozen layers' kept output too unless ``trainable_only`` (an optimizer step
+        changes only the trainable weights). Trainers call it after every optimizer step; call it yourself
+        if you change ``model``'s weights another way."""
         self._prefix_tokens, self._prefix = (), None
         self._scores.clear()
+        if not trainable_only and self._trunk:
+            self._trunk.clear()
+
+    def trunk_cache(self) -> Any:
+        """The frozen layers' kept output per choice state (:class:`agentgym.frozen_trunk.TrunkCache`),
+        shared by the rollouts that fill it and the updates that read it; None without ``reuse_scores``
+        or without frozen bottom layers. Made at its first use, once the trainer has set which weights
+        train."""
+        from agentgym import frozen_trunk  # frozen_trunk builds on this module
+
+        if self._trunk is None:
+            self._trunk = (frozen_trunk.TrunkCache.of(self.model) if self.reuse_scores else None) or False
+        return self._trunk or None
 
     def _shared_prefix(self, prompts: Sequence[list[int]], *, keep: bool = True) -> tuple[int, DynamicCache | None]:
         """How many leading tokens every prompt shares with the kept prefix, and that prefix's cache.
@@ -461,7 +479,7 @@ class HFPolicy(Policy):
         if self._reference is None:
             raise RuntimeError("No reference policy: call keep_reference() first (before training starts).")
         trained = self.model
-        self.weights_changed()  # a kept prefix belongs to the trained weights
+        self.weights_changed(trainable_only=True)  # a kept prefix belongs to the trained weights
         try:
             if self._reference == "adapter-off":
                 with trained.disable_adapter():
@@ -471,7 +489,7 @@ class HFPolicy(Policy):
                 yield
         finally:
             self.model = trained
-            self.weights_changed()
+            self.weights_changed(trainable_only=True)
 
     def choice_distribution(self, request: PolicyRequest) -> tuple[list[float], list[float]]:
         """Log-likelihood of each admissible action and the choice probabilities (softmax at
@@ -486,11 +504,21 @@ class HFPolicy(Policy):
         an earlier batch once (``reuse_scores``)."""
         if not self.reuse_scores:
             return self.score_ids(prompts, candidates)
-        keys = [(tuple(p), tuple(map(tuple, c))) for p, c in zip(prompts, candidates)]
+        from agentgym import frozen_trunk  # frozen_trunk builds on this module
+
+        keys = [frozen_trunk.choice_key(p, c) for p, c in zip(prompts, candidates)]
         missing = list(dict.fromkeys(k for k in keys if k not in self._scores))
-        if missing:
-            logps, entropies = self.score_ids([list(k[0]) for k in missing], [[list(c) for c in k[1]] for k in missing])
-            for key, group_logps, group_entropies in zip(missing, logps, entropies):
+        trunk = self.trunk_cache()
+        for start in range(0, len(missing), self.batch_size):
+            part = missing[start: start + self.batch_size]
+            if trunk is not None:
+                with torch.no_grad():
+                    logps, entropies = frozen_trunk.choice_logprobs(self, part, trunk, grad=False)
+                logps = [[t.tolist() for t in group] for group in logps]
+                entropies = [[t.tolist() for t in group] for group in entropies]
+            else:
+                logps, entropies = self.score_ids([list(k[0]) for k in part], [[list(c) for c in k[1]] for k in part])
+            for key, group_logps, group_entropies in zip(part, logps, entropies):
                 self._scores[key] = (group_logps, group_entropies)
         found = [self._scores[k] for k in keys]
         for key in keys:

@@ -1,7 +1,7 @@
 """``reuse_computation`` (issue #27) saves forward passes and changes no number beyond float rounding:
-a choice state scored again while the weights are unchanged is not run again, and the update runs the
-frozen layers below the adapter once per distinct state. Each is compared with the computation switched
-off, on the same inputs."""
+a choice state scored again while the weights are unchanged is not run again, and the frozen layers below
+the adapter run once per distinct state: the rollout keeps their output and the update reuses it. Each is
+compared with the computation switched off, on the same inputs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from agentgym.hf_policy import HFPolicy
 from agentgym.policies import PolicyRequest
 from agentgym.prompting import PromptTemplate
-from agentgym.trainers import frozen_trunk, update
+from agentgym import frozen_trunk
+from agentgym.trainers import update
 from agentgym.trainers.config import RunConfig
 from agentgym.trainers.model import build_policy
 from agentgym.trainers.samples import TurnSample
@@ -73,14 +74,20 @@ def choice_batch(policy: HFPolicy, trunk_cache: frozen_trunk.TrunkCache | None) 
     return samples
 
 
-@pytest.mark.parametrize("kl_coef", [0.0, 0.1])
-def test_the_frozen_trunk_update_gives_the_full_models_loss_and_gradients(kl_coef):
+def adapted_policy() -> HFPolicy:
+    """The tiny model with LoRA on its top layer only, the adapter set to non-zero weights."""
     policy = build_policy(RunConfig(model="tiny", lora_rank=4, lora_layers=1, seed=0))
-    assert frozen_trunk.trunk_depth(policy.model) == 1
-    with torch.no_grad():  # a trained adapter, so the reference differs from the policy
+    with torch.no_grad():
         for name, parameter in policy.model.named_parameters():
             if parameter.requires_grad:
                 parameter.normal_(0, 0.2, generator=torch.Generator().manual_seed(len(name)))
+    return policy
+
+
+@pytest.mark.parametrize("kl_coef", [0.0, 0.1])
+def test_the_frozen_trunk_update_gives_the_full_models_loss_and_gradients(kl_coef):
+    policy = adapted_policy()  # a trained adapter, so the reference differs from the policy
+    assert frozen_trunk.trunk_depth(policy.model) == 1
     policy.keep_reference()
     settings = update.LossSettings(kl_coef=kl_coef)
     results = []
@@ -100,6 +107,38 @@ def test_the_frozen_trunk_update_gives_the_full_models_loss_and_gradients(kl_coe
     for full, trunk in zip(full_grads, trunk_grads):
         assert torch.allclose(full, trunk, rtol=1e-3, atol=1e-6)
     assert any(g.abs().sum() > 0 for g in full_grads)
+
+
+def test_rollout_scoring_keeps_the_frozen_layers_output_and_the_update_reuses_it():
+    policy = adapted_policy()
+    replies = policy.act([request(1), request(2), request(1)])
+    cache = policy.trunk_cache()
+    assert len(cache.states) == 2  # rooms 1 and 2, each through the frozen layer once
+    # The packed scores are the prompt-cache path's (token_logprobs) to float rounding.
+    prompts = [policy.prompt_ids(request(room).messages) for room in (1, 2)]
+    candidates = [[policy.reply_ids(a) for a in ACTIONS]] * 2
+    logps, entropies = policy.token_logprobs(prompts, candidates)
+    for reply, group_logps in zip(replies[:2], logps):
+        assert reply.extra["choice_scores"] == pytest.approx([float(t.sum()) for t in group_logps], abs=1e-4)
+    chosen = ACTIONS.index(replies[0].text)
+    assert replies[0].entropies == pytest.approx(entropies[0][chosen].tolist(), abs=1e-4)
+    kept = dict(cache.states)
+    policy.weights_changed(trainable_only=True)  # an optimizer step: the frozen layers' output stays
+    update.policy_loss_terms(policy, choice_batch(policy, cache), update.LossSettings())
+    assert len(cache.states) == 3  # only room 3 was new to the frozen layer
+    assert all(cache.states[key] is state for key, state in kept.items())
+    policy.weights_changed()  # any other change drops it
+    assert not cache.states and cache.values == 0
+
+
+def test_the_kept_trunk_output_stays_within_its_budget_and_keeps_what_is_in_use():
+    cache = frozen_trunk.TrunkCache(depth=1, max_values=100)
+    keys = [((i,), ((1,),)) for i in range(4)]
+    for key in keys[:3]:
+        cache.keep(key, torch.zeros(40))  # the third goes over budget: the oldest is dropped
+    assert list(cache.states) == keys[1:3] and cache.values == 80
+    cache.keep(keys[3], torch.zeros(40), protect=[keys[1], keys[3]])
+    assert list(cache.states) == [keys[1], keys[3]]
 
 
 def test_nothing_is_shared_when_every_layer_trains_or_the_architecture_is_not_known(monkeypatch):

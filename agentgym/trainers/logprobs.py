@@ -3,7 +3,7 @@
 The numbers come from :class:`~agentgym.hf_policy.HFPolicy`'s own scoring (``token_logprobs`` and
 ``sequence_logprobs``), the same code that computed them at sampling time, so a ratio of 1 means
 "unchanged policy" to the last bit. The exception is choice samples that share a frozen trunk
-(``reuse_computation``, :mod:`~agentgym.trainers.frozen_trunk`): the same numbers computed in another
+(``reuse_computation``, :mod:`agentgym.frozen_trunk`): the same numbers computed in another
 order, equal to float rounding (~1e-6).
 """
 
@@ -13,8 +13,8 @@ from typing import Sequence
 
 import torch
 
+from agentgym import frozen_trunk
 from agentgym.hf_policy import HFPolicy
-from agentgym.trainers import frozen_trunk
 from agentgym.trainers.samples import TurnSample
 
 
@@ -52,9 +52,9 @@ def sample_logprobs(policy: HFPolicy, samples: Sequence[TurnSample], *, temperat
     if choice:
         trunk_cache = samples[choice[0]].trunk_cache
         if trunk_cache is not None:
-            token_logps = frozen_trunk.choice_logprobs(policy, [frozen_trunk.choice_key(samples[i].prompt_ids,
-                                                                                        samples[i].candidates)
-                                                                for i in choice], trunk_cache, grad=grad)
+            token_logps, _ = frozen_trunk.choice_logprobs(policy, [frozen_trunk.choice_key(samples[i].prompt_ids,
+                                                                                           samples[i].candidates)
+                                                                   for i in choice], trunk_cache, grad=grad)
         else:
             token_logps, _ = policy.token_logprobs(
                 [samples[i].prompt_ids for i in choice], [samples[i].candidates for i in choice], grad=grad)

@@ -177,7 +177,7 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
     groups = [{"params": [p for p in policy.model.parameters() if p.requires_grad]}, *algorithm.parameter_groups()]
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     distributed.start(p for group in groups for p in group["params"])  # every rank starts from rank 0's weights
-    optimizer.register_step_post_hook(lambda *_: policy.weights_changed())
+    optimizer.register_step_post_hook(lambda *_: policy.weights_changed(trainable_only=True))
     scheduler = update.cosine_schedule(optimizer, config.iterations * config.epochs, config.warmup_ratio,
                                        config.min_lr_ratio)
     if getattr(config, "kl_coef", 0) > 0:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from agentgym.frozen_trunk import TrunkCache
 from agentgym.hf_policy import HFPolicy
 from agentgym.records import Trajectory, Turn
-from agentgym.trainers import frozen_trunk
 from agentgym.trainers.advantages import TurnStats
 
 
@@ -43,7 +43,7 @@ class TurnSample:
     token_advantages: list[float] | None = None
     old_value: float = 0.0  # value-head estimate at rollout time (PPO)
     value_target: float = 0.0  # the return the value head regresses to (PPO)
-    trunk_cache: frozen_trunk.TrunkCache | None = None  # shared by an iteration's choice samples
+    trunk_cache: TrunkCache | None = None  # the policy's kept frozen-layer output (choice samples)
 
     @property
     def advantages(self) -> list[float]:
@@ -84,9 +84,10 @@ def _trainable_turns(trajectories: Sequence[Trajectory], advantages: Sequence[fl
 def turn_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantages: Sequence[float], *,
                  share_trunk: bool = False) -> list[TurnSample]:
     """Per-turn layout: one sample per turn with its advantage (``advantages`` in :func:`turn_stats` order).
-    With ``share_trunk`` and frozen bottom layers, the choice samples share one trunk cache, so the update
-    runs those layers once per distinct state (:mod:`~agentgym.trainers.frozen_trunk`)."""
-    trunk_cache = frozen_trunk.TrunkCache.of(policy.model) if share_trunk else None
+    With ``share_trunk`` and frozen bottom layers, the choice samples use the policy's kept output of those
+    layers (filled by the rollouts), so the update runs them at most once per distinct state
+    (:mod:`agentgym.frozen_trunk`)."""
+    trunk_cache = policy.trunk_cache() if share_trunk else None
     samples = []
     for turn, advantage in zip(_trainable_turns(trajectories, advantages), advantages):
         if turn.action_mode == "choice":

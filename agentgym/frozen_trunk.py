@@ -1,26 +1,31 @@
-"""Choice samples scored with the frozen layers run once per distinct state (issue #27's faster update).
+"""Choice scoring with the frozen layers' output kept: each state runs through them once per run.
 
 With LoRA on only the top layers (``lora_layers``), every layer below them — the *trunk* — is frozen:
 its output for a token sequence never changes during a run, and the adapter switched off (the KL
-reference) leaves it as it is. So the update runs the trunk once per distinct (prompt, candidates) of an
-iteration, without gradients, and keeps its output for every sample that shares it (the episodes of a
-group revisit the same states), every epoch and the reference pass; only the adapted top layers run
-with gradients. The numbers are those of :meth:`HFPolicy.token_logprobs` up to float rounding.
+reference) leaves it as it is. So a state's (prompt, candidates) runs through the trunk once, without
+gradients, and its output is kept: the rollout that scores the candidates keeps it
+(:meth:`HFPolicy.trunk_cache`), and the update's forward passes, every epoch and the reference pass, then
+run only the adapted top layers on it (``reuse_computation``, issue #27). The numbers are those of
+:meth:`HFPolicy.token_logprobs` up to float rounding.
 
-A sample's prompt and its candidates run as one packed sequence, ``prompt + c1[:-1] + c2[:-1] + …``: each
+A state's prompt and its candidates run as one packed sequence, ``prompt + c1[:-1] + c2[:-1] + …``: each
 candidate token attends to the prompt and to its own earlier tokens, at the positions it would have after
 the prompt alone, so the candidates share the prompt without copying its key/value cache per candidate.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from agentgym.hf_policy import HFPolicy, log_softmax_entropy
+from agentgym.hf_policy import log_softmax_entropy
+
+if TYPE_CHECKING:
+    from agentgym.hf_policy import HFPolicy
 
 Key = tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]
 
@@ -59,18 +64,34 @@ def trunk_depth(model: Any) -> int:
 
 @dataclass
 class TrunkCache:
-    """The trunk's output of each distinct (prompt, candidates) run so far; an iteration's samples share
-    one. ``depth`` is fixed when it is made: inside the KL reference pass PEFT freezes the adapter too,
-    and the trunk must stay the layers below it."""
+    """The trunk's output of each (prompt, candidates) run so far, the least recently used dropped past
+    ``max_values`` floats (256 MiB by default). ``depth`` is fixed when it is made: inside the KL
+    reference pass PEFT freezes the adapter too, and the trunk must stay the layers below it."""
 
     depth: int
-    states: dict[Key, torch.Tensor] = field(default_factory=dict)
+    max_values: int = 64 * 2**20
+    states: OrderedDict[Key, torch.Tensor] = field(default_factory=OrderedDict)
+    values: int = 0  # floats held
 
     @classmethod
     def of(cls, model: Any) -> TrunkCache | None:
         """A cache for ``model``, or None when it has no frozen trunk to share."""
         depth = trunk_depth(model)
         return cls(depth) if depth else None
+
+    def keep(self, key: Key, state: torch.Tensor, *, protect: Sequence[Key] = ()) -> None:
+        """Keep ``key``'s trunk output, dropping the least recently used states (never those in
+        ``protect``, which the caller is about to use) while over budget."""
+        self.states[key] = state
+        self.values += state.numel()
+        for old in [k for k in self.states if k not in protect]:
+            if self.values <= self.max_values:
+                break
+            self.values -= self.states.pop(old).numel()
+
+    def clear(self) -> None:
+        self.states.clear()
+        self.values = 0
 
 
 @dataclass
@@ -115,12 +136,12 @@ def _run_layers(decoder: Any, layers: Sequence[Any], hidden: torch.Tensor, packe
 
 
 def choice_logprobs(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *,
-                    grad: bool = True) -> list[list[torch.Tensor]]:
-    """Per-token log-probs (at temperature 1) of each key's candidates after its prompt, nested
-    ``[key][candidate]`` like :meth:`HFPolicy.token_logprobs`; each distinct key runs once.
+                    grad: bool = True) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+    """Per-token log-probs and entropies (at temperature 1) of each key's candidates after its prompt,
+    nested ``[key][candidate]`` like :meth:`HFPolicy.token_logprobs`; each distinct key runs once.
 
-    ``cache`` holds the trunk's output of keys already run (the caller keeps it for an iteration); the
-    keys missing from it are run through the trunk here, without gradients, and added.
+    ``cache`` holds the trunk's output of keys already run; the keys missing from it are run through the
+    trunk here, without gradients, and kept.
     """
     decoder, head = _parts(policy.model)
     depth, states = cache.depth, cache.states
@@ -132,26 +153,29 @@ def choice_logprobs(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *,
         with torch.no_grad():
             trunk = _run_layers(decoder, decoder.layers[:depth], decoder.embed_tokens(part.ids), part)
         for row, state in zip(missing, trunk):
-            states[distinct[row]] = state[: packed_length(distinct[row])]
+            cache.keep(distinct[row], state[: packed_length(distinct[row])].clone(), protect=distinct)
+    for key in distinct:
+        states.move_to_end(key)
     width = packed.ids.shape[1]
     hidden = torch.stack([torch.nn.functional.pad(states[key], (0, 0, 0, width - len(states[key])))
                           for key in distinct])
-    results: dict[Key, list[torch.Tensor]] = {}
+    results: dict[Key, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     with torch.set_grad_enabled(grad):
         hidden = decoder.norm(_run_layers(decoder, decoder.layers[depth: decoder.config.num_hidden_layers],
                                           hidden, packed))
         rows = torch.tensor([row for row, q in enumerate(packed.queries) for c in q for _ in c])
         columns = torch.tensor([p for q in packed.queries for c in q for p in c])
-        log_p, _ = log_softmax_entropy(head(hidden[rows, columns]).float())
+        log_p, entropy = log_softmax_entropy(head(hidden[rows, columns]).float())
         tokens = torch.tensor([t for _, candidates in distinct for c in candidates for t in c])
         picked = log_p.gather(1, tokens[:, None])[:, 0]
         cursor = 0
         for key in distinct:
-            results[key] = []
+            results[key] = ([], [])
             for candidate in key[1]:
-                results[key].append(picked[cursor: cursor + len(candidate)])
+                results[key][0].append(picked[cursor: cursor + len(candidate)])
+                results[key][1].append(entropy[cursor: cursor + len(candidate)])
                 cursor += len(candidate)
-    return [results[key] for key in keys]
+    return [results[key][0] for key in keys], [results[key][1] for key in keys]
 
 
 def packed_length(key: Key) -> int:
