@@ -136,6 +136,35 @@ def test_dapo_dynamic_sampling_keeps_only_informative_groups(tmp_path):
     assert any(row["train_groups_kept"] > 0 for row in rows)
 
 
+def test_max_episodes_caps_the_rollout_budget_counting_dropped_groups(tmp_path):
+    # DAPO plays extra rounds when groups saturate; an equal-budget run stops once the episodes it
+    # played (kept or dropped) reach max_episodes, and the report says how many iterations it trained.
+    config = GRPOConfig(**{**ONE_TURN_COIN, "dynamic_sampling": True, "max_sampling_rounds": 3, "lr": 0.0},
+                        iterations=3, max_episodes=16, output_dir=str(tmp_path))
+    result = train(config, progress=False)
+    trained = [row for row in result["rows"] if "train_episodes" in row]
+    assert len(trained) == 1  # the first iteration already played 16 or more episodes
+    assert trained[0]["episodes_played"] == trained[0]["train_episodes"] >= 16
+    assert trained[0]["train_episodes"] >= trained[0]["train_groups_kept"] * config.group_size
+    assert result["rows"][-1]["iteration"] == 1 and "eval_success_rate" in result["rows"][-1]
+    assert "; 1 iterations of" in (tmp_path / "report.md").read_text()
+
+
+def test_zero_advantage_share_counts_groups_whose_every_turn_has_zero_advantage():
+    from agentgym.contract import Task
+    from agentgym.records import Trajectory, Turn
+
+    def episode(group: str, advantages: list[float | None]) -> Trajectory:
+        turns = [Turn("e", group, "t", i, [], "a", "a", 0.0, False, False, False, "s", "s2", advantage=a)
+                 for i, a in enumerate(advantages)]
+        return Trajectory("e", group, "env", "train", Task("t", "train", "x"), 0, turns)
+
+    batch = [episode("silent", [0.0, 0.0]), episode("silent", [0.0]), episode("mixed", [0.0, 0.5]),
+             episode("mixed", [0.0]), episode("negative", [-0.2])]
+    assert loop.zero_advantage_share(batch) == pytest.approx(1 / 3)
+    assert loop.zero_advantage_share([episode("data", [None, None])]) is None
+
+
 def test_informative_groups_drops_saturated_groups():
     from agentgym.contract import Task
     from agentgym.records import Trajectory, Turn

@@ -45,6 +45,7 @@ class LoopConfig(Settings):
     iterations: int = 20  # training iterations (each: rollouts or a pass over the data, then updates)
     tasks_per_iteration: int = 4  # distinct train tasks rolled out per iteration
     group_size: int = 4  # episodes per task
+    max_episodes: int = 0  # stop once this many training episodes were played (0: run every iteration); equal rollout budgets when dynamic sampling plays extra rounds
     num_envs: int = 4  # environments stepped together
     concurrency: str = "auto"  # how the envs run: auto (the family's best) | sequential | thread | process | ray
     ray_address: str = ""  # Ray cluster of concurrency=ray: host:port or ray://host:10001 ("": $RAY_ADDRESS, else a local instance)

@@ -83,6 +83,7 @@ class GroupRelative(PolicyGradient):
             if len({t.group_id for t in kept}) >= config.tasks_per_iteration:
                 break
         row.update({f"train_{k}": v for k, v in episode_metrics(trajectories).items()})
+        row["train_episodes"] = len(trajectories)  # every episode played, kept or not (max_episodes)
         row["train_groups_kept"] = len({t.group_id for t in kept})
         return kept  # empty when every group saturated even after the capped extra rounds: no update
 

@@ -107,6 +107,7 @@ class Algorithm:
         """The trajectories this iteration trains on; their metrics go into ``row`` as ``train_*``."""
         trajectories = rollouts.groups(iteration)
         row.update({f"train_{k}": v for k, v in episode_metrics(trajectories).items()})
+        row["train_episodes"] = len(trajectories)
         return trajectories
 
     def advantages(self, policy: HFPolicy, trajectories: list[Trajectory]) -> np.ndarray:
@@ -184,12 +185,14 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
         policy.keep_reference()  # before a checkpoint loads: the reference is always the starting model
     run = distributed.make_run(config.output_dir)  # rank 0 writes the run folder; other ranks only read it
     run.write_config(config)
-    start, before = 0, None
+    start, before, played = 0, None, 0  # played: training episodes so far (max_episodes)
+    done = 0  # the last iteration trained
     if config.resume:
         checkpoint = run.load_checkpoint(model=policy.model, optimizer=optimizer, scheduler=scheduler,
                                          restore_rng={"policy": policy.set_rng_state})
         policy.weights_changed()
-        start, before = checkpoint["iteration"], checkpoint["before"]
+        start, before, played = checkpoint["iteration"], checkpoint["before"], checkpoint.get("episodes", 0)
+        done = start
         algorithm.load_state(checkpoint["algorithm"])
     rng = np.random.default_rng(config.seed + start)  # minibatch order
     engine, evaluator = distributed.shard_engines(heldout.rollout_engines(config))  # each rank plays its groups
@@ -202,6 +205,10 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
             before = heldout.evaluate_before(policy, evaluator, config)
             run.metrics.log({"iteration": 0, **before})
         for iteration in range(start + 1, config.iterations + 1):
+            if config.max_episodes and played >= config.max_episodes:
+                print(f"Stopping after iteration {iteration - 1}: {played} training episodes played "
+                      f"(max_episodes={config.max_episodes}).", flush=True)
+                break
             timer, row = Timer(), {"iteration": iteration}
             distributed.seed_rank(policy, config.seed, iteration)  # ranks other than 0 sample their own streams
             # 1. The iteration's trajectories (rollouts of the current policy, or data).
@@ -209,6 +216,11 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
                 trajectories = algorithm.collect(rollouts, iteration, row)
             # 2. Advantages, laid out as training samples.
             samples = algorithm.samples(policy, trajectories, row)
+            played += row.get("train_episodes", len(trajectories))
+            row["episodes_played"] = played
+            silent = zero_advantage_share(trajectories)
+            if silent is not None:
+                row["zero_advantage_groups"] = silent
             run.save_trajectories(iteration, trajectories, config.save_episodes)
             # 3. Gradient steps over minibatches, accumulating micro-batches.
             if samples:
@@ -232,21 +244,34 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
                 print(f"[{iteration}/{config.iterations}] {algorithm.progress(row)} ({timer.total:.0f} s)", flush=True)
             run.save_checkpoint(model=policy.model, optimizer=optimizer, scheduler=scheduler, iteration=iteration,
                                 rng_states={"policy": policy.rng_state()},
-                                state={"before": before, "algorithm": algorithm.state()})
+                                state={"before": before, "algorithm": algorithm.state(), "episodes": played})
+            done = iteration
         after = heldout.evaluate_policy(policy, evaluator, config)
     finally:
         engine.close()
         evaluator.close()
         if sampler is not None:
             sampler.close()
-    return finish(run, algorithm, policy, before, after)
+    return finish(run, algorithm, policy, before, after, done)
+
+
+def zero_advantage_share(trajectories: list[Trajectory]) -> float | None:
+    """The share of groups whose every turn was trained with a zero advantage: groups that teach nothing
+    (for GRPO, every episode of the group got the same return). None when no turn carries an advantage
+    (supervised data)."""
+    groups: dict[str, bool] = {}
+    for turn in all_turns(trajectories):
+        if turn.advantage is not None:
+            groups[turn.group_id] = groups.get(turn.group_id, True) and abs(turn.advantage) < 1e-8
+    return float(np.mean(list(groups.values()))) if groups else None
 
 
 def finish(run: Run, algorithm: Algorithm, policy: HFPolicy, before: dict[str, float],
-           after: dict[str, float]) -> dict[str, Any]:
-    """Log the final evaluation, save the trained weights, plot the curves and write the report."""
+           after: dict[str, float], iterations: int) -> dict[str, Any]:
+    """Log the final evaluation (after ``iterations`` trained), save the trained weights, plot the curves
+    and write the report."""
     config = algorithm.config
-    run.metrics.log({"iteration": config.iterations, **after})
+    run.metrics.log({"iteration": iterations, **after})
     run.close()
     rows = run.metrics.rows
     algorithm.save_policy(policy, run.folder / "final")
@@ -262,7 +287,7 @@ def finish(run: Run, algorithm: Algorithm, policy: HFPolicy, before: dict[str, f
     report = run.write_report("\n".join([
         f"# {type(config).__name__.removesuffix('Config')} on {config.env_id}",
         "",
-        f"{algorithm.describe_policy()}; {config.iterations} iterations of {algorithm.summary()}; seed {config.seed}.",
+        f"{algorithm.describe_policy()}; {iterations} iterations of {algorithm.summary()}; seed {config.seed}.",
         f"Held-out split `{config.eval_split}`, {config.eval_episodes} episodes, before and after training "
         f"(a random choice among admissible actions wins {before.get('random_success_rate', float('nan')):.1%}):",
         "",
