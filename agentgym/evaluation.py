@@ -145,6 +145,18 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
     return result
 
 
+def mean_std_cell(values: Sequence[float], percent: bool = True, interval: bool = False) -> str:
+    """``values`` over seeds as "mean ± std" (percent or two decimals; with ``interval``, the 95%
+    interval's half-width in brackets); a single value alone."""
+    stats = mean_std_ci(values)
+    if len(values) < 2:
+        return f"{stats['mean']:.1%}" if percent else f"{stats['mean']:.2f}"
+    text = f"{stats['mean']:.1%} ± {stats['std']:.1%}" if percent else f"{stats['mean']:.2f} ± {stats['std']:.2f}"
+    if interval:
+        text += f" (±{stats['ci95']:.1%})" if percent else f" (±{stats['ci95']:.2f})"
+    return text
+
+
 def _cell(stats: dict[str, float], percent: bool) -> str:
     scale, unit = (100.0, "%") if percent else (1.0, "")
     text = f"{stats['mean'] * scale:.1f}{unit} ± {stats['std'] * scale:.1f}"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 
 def cache_dir() -> Path:
@@ -30,3 +31,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
             raise
     os.replace(tmp.name, path)
     return path
+
+
+def cached_json(path: str | os.PathLike, compute: Callable[[], Any]) -> Any:
+    """The JSON at ``path``, or ``compute()``'s result written there first (atomically): how long
+    benchmarks keep each finished unit, so a rerun resumes where the last one stopped."""
+    path = Path(path)
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    atomic_write(path, lambda handle: handle.write(json.dumps(value, indent=1).encode()))
+    return value

@@ -128,7 +128,6 @@ class VLMPolicy(GroundingPolicy):
         with torch.set_grad_enabled(grad):
             for rows in rows_of.values():
                 inputs = dict(self.inputs(requests[rows[0]], copies=len(rows)))
-                prompt = inputs["input_ids"].shape[1]
                 width = max(len(answers[row]) for row in rows)
                 tail = torch.tensor([list(answers[row]) + [self.pad_id] * (width - len(answers[row])) for row in rows],
                                     device=self.model.device)

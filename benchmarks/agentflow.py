@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from agentgym.evaluation import mean_std_ci
-from agentgym.paths import atomic_write
+from agentgym.evaluation import mean_std_cell
+from agentgym.paths import cached_json
 from agentgym.policies import Policy, make_policy
 from agentgym.prompting import PromptTemplate
 from agentgym.records import Trajectory
@@ -119,21 +119,6 @@ def scripted_unit(budget: dict[str, Any]) -> dict[str, Any]:
             for split in SPLITS}
 
 
-def cached(path: Path, compute) -> dict[str, Any]:
-    if path.exists():
-        return json.loads(path.read_text())
-    value = compute()
-    atomic_write(path, lambda handle: handle.write(json.dumps(value, indent=1).encode()))
-    return value
-
-
-def cell(values: list[float], percent: bool = False) -> str:
-    summary = mean_std_ci(values)
-    if percent:
-        return f"{summary['mean']:.1%} ± {summary['std']:.1%}"
-    return f"{summary['mean']:.2f} ± {summary['std']:.2f}"
-
-
 def table(units: list[dict[str, Any]], scripted: dict[str, Any], seeds: int) -> str:
     rows = [("scripted planner (oracle, for scale)", [scripted])]
     names = {"single-agent": "single agent", "agentflow": "AgentFlow"}
@@ -153,9 +138,9 @@ def table(units: list[dict[str, Any]], scripted: dict[str, Any], seeds: int) -> 
             values = [run[key] for run in runs if key in run]
             if not values:
                 continue
-            lines.append(f"| {label} | {split} | {cell([v['accuracy'] for v in values], True)} | "
-                         f"{cell([v['tool_calls'] for v in values])} | {cell([v['tool_errors'] for v in values])} | "
-                         f"{cell([v['invalid'] for v in values], True)} | {cell([v['seconds'] for v in values])} |")
+            lines.append(f"| {label} | {split} | {mean_std_cell([v['accuracy'] for v in values])} | "
+                         f"{mean_std_cell([v['tool_calls'] for v in values], percent=False)} | {mean_std_cell([v['tool_errors'] for v in values], percent=False)} | "
+                         f"{mean_std_cell([v['invalid'] for v in values])} | {mean_std_cell([v['seconds'] for v in values], percent=False)} |")
     return "\n".join(lines)
 
 
@@ -204,11 +189,11 @@ def main() -> None:
     budget = BUDGETS[mode]
     out = args.out or Path(f"runs/bench-agentflow{'-quick' if args.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
-    scripted = cached(out / "scripted.json", lambda: scripted_unit(budget))
+    scripted = cached_json(out / "scripted.json", lambda: scripted_unit(budget))
     units = []
     for seed in budget["seeds"]:
         for system in SYSTEMS:
-            units.append(cached(out / f"{system}-seed{seed}.json",
+            units.append(cached_json(out / f"{system}-seed{seed}.json",
                                 lambda system=system, seed=seed: run_unit(system, seed, budget, out)))
             print(f"{system} seed {seed} done ({units[-1]['train_seconds'] / 60:.1f} min of training)", flush=True)
     text = table(units, scripted, len(budget["seeds"]))

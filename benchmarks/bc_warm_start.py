@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from agentgym.evaluation import mean_std_ci
+from agentgym.evaluation import mean_std_cell
 from agentgym.policies import OraclePolicy
 from agentgym.prompting import PromptTemplate
 from agentgym.records import write_jsonl
@@ -28,11 +28,6 @@ from agentgym.trainers.sft import train as train_sft
 SHARED = dict(env_id="agentgym/TextWorld-CoinCollector-v0", env_kwargs={"max_turns": 8}, task_filter="level3-",
               eval_split="test", eval_episodes=20, history_window=1, model="embedded", mode="generate",
               max_new_tokens=10, lora_rank=16, lora_layers=8, num_envs=6, eval_every=0)
-
-
-def cell(values: list[float]) -> str:
-    summary = mean_std_ci(values)
-    return f"{summary['mean']:.1%} ± {summary['std']:.1%}"
 
 
 def finished_run(folder: Path) -> dict | None:
@@ -79,10 +74,10 @@ def main() -> None:
     print(f"\nHeld-out test success, free generation, {len(args.seeds)} seeds (mean ± std):")
     print("| | success | invalid actions |")
     print("|---|---|---|")
-    print(f"| random choice (for scale) | {cell([r['before']['random_success_rate'] for r in results])} | — |")
+    print(f"| random choice (for scale) | {mean_std_cell([r['before']['random_success_rate'] for r in results])} | — |")
     for label in ("before", "after"):
-        print(f"| {label} cloning | {cell([r[label]['eval_success_rate'] for r in results])} | "
-              f"{cell([r[label]['eval_invalid_rate'] for r in results])} |")
+        print(f"| {label} cloning | {mean_std_cell([r[label]['eval_success_rate'] for r in results])} | "
+              f"{mean_std_cell([r[label]['eval_invalid_rate'] for r in results])} |")
 
     if args.rl_iterations:
         harder = {**SHARED, "task_filter": args.rl_filter, "env_kwargs": {"max_turns": args.rl_max_turns}}

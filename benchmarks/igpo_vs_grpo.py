@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from agentgym.evaluation import mean_std_ci
-from agentgym.paths import atomic_write
+from agentgym.evaluation import mean_std_cell
+from agentgym.paths import cached_json
 from agentgym.policies import OraclePolicy, Policy
 from agentgym.prompting import PromptTemplate
 from agentgym.records import Trajectory
@@ -60,15 +60,6 @@ BUDGETS = {
 }
 SPLITS = ("test", "test_ood")
 PHASES = ("rollout", "teacher_forced", "update")  # an iteration's training time (evaluations apart)
-
-
-def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The JSON at ``path``, or ``compute()``'s result written there first."""
-    if path.exists():
-        return json.loads(path.read_text())
-    value = compute()
-    atomic_write(path, lambda handle: handle.write(json.dumps(value, indent=1).encode()))
-    return value
 
 
 def search_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
@@ -109,7 +100,7 @@ def evaluations_of(name: str, make_policy: Callable[[], Policy], out: Path,
         policy = policy or make_policy()
         return evaluate(policy, split, questions)
 
-    return {split: cached(out / "eval" / f"{name}-{split}.json", lambda split=split: run(split)) for split in SPLITS}
+    return {split: cached_json(out / "eval" / f"{name}-{split}.json", lambda split=split: run(split)) for split in SPLITS}
 
 
 def clone(out: Path, budget: dict[str, Any]) -> str:
@@ -139,13 +130,6 @@ def rl_run(method: str, seed: int, start: str, out: Path, budget: dict[str, Any]
             "final": str(folder / "final"), "episodes_per_iteration": budget["tasks"] * budget["group"]}
 
 
-def cell(values: list[float], percent: bool = True) -> str:
-    summary = mean_std_ci(values)
-    if percent:
-        return f"{summary['mean']:.1%} ± {summary['std']:.1%}" if len(values) > 1 else f"{summary['mean']:.1%}"
-    return f"{summary['mean']:.2f} ± {summary['std']:.2f}" if len(values) > 1 else f"{summary['mean']:.2f}"
-
-
 def print_tables(evaluations: dict[str, list[dict[str, dict[str, float]]]], runs: dict[str, list[dict[str, Any]]],
                  seeds: list[int]) -> None:
     for split in SPLITS:
@@ -155,10 +139,10 @@ def print_tables(evaluations: dict[str, list[dict[str, dict[str, float]]]], runs
         print("|---|---|---|---|---|---|---|")
         for label, results in evaluations.items():
             rows = [r[split] for r in results]
-            wall = cell([r["wall_seconds"] / 60 for r in runs[label]], percent=False) + " min" if label in runs else "—"
-            print(f"| {label} | {cell([r['em'] for r in rows])} | {cell([r['f1'] for r in rows])} | "
-                  f"{cell([r['searches'] for r in rows], percent=False)} | {cell([r['invalid'] for r in rows])} | "
-                  f"{cell([r['answered'] for r in rows])} | {wall} |")
+            wall = mean_std_cell([r["wall_seconds"] / 60 for r in runs[label]], percent=False) + " min" if label in runs else "—"
+            print(f"| {label} | {mean_std_cell([r['em'] for r in rows])} | {mean_std_cell([r['f1'] for r in rows])} | "
+                  f"{mean_std_cell([r['searches'] for r in rows], percent=False)} | {mean_std_cell([r['invalid'] for r in rows])} | "
+                  f"{mean_std_cell([r['answered'] for r in rows])} | {wall} |")
 
 
 def phase_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -258,7 +242,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {method: [] for method in METHODS}
     for seed in seeds:
         for method in METHODS:
-            run = cached(out / "runs" / f"{method.lower()}-seed{seed}.json",
+            run = cached_json(out / "runs" / f"{method.lower()}-seed{seed}.json",
                          lambda method=method, seed=seed: rl_run(method, seed, start, out, budget))
             runs[method].append(run)
             results = evaluations_of(f"{method.lower()}-seed{seed}", lambda run=run: greedy([start, run["final"]]), out,

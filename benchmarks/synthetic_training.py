@@ -25,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-from agentgym.evaluation import mean_std_ci
+from agentgym.evaluation import mean_std_cell, mean_std_ci
 from agentgym.paths import atomic_write
 from agentgym.synthetic.paths import trained_settings
 
@@ -59,11 +59,6 @@ def run_condition(condition: str, seed: int, args: argparse.Namespace, folder: P
             "real_steps": steps["real"], "synthetic_steps": steps["synthetic"],
             "generated_tasks": max([row.get("generated_tasks", 0) for row in result["rows"]] or [0]),
             "seconds": time.perf_counter() - start}
-
-
-def cell(values: list[float]) -> str:
-    summary = mean_std_ci(values)
-    return f"{summary['mean']:.1%} ± {summary['std']:.1%}"
 
 
 def plot(results: dict[str, list[dict]], path: Path) -> None:
@@ -129,8 +124,8 @@ def main() -> None:
         gains[condition] = [r["after"]["eval_success_rate"] - r["before"]["eval_success_rate"] for r in runs]
         print(f"| {condition} | {mean_std_ci([r['real_steps'] for r in runs])['mean']:.0f} | "
               f"{mean_std_ci([r['synthetic_steps'] for r in runs])['mean']:.0f} | "
-              f"{cell([r['before']['eval_success_rate'] for r in runs])} | "
-              f"{cell([r['after']['eval_success_rate'] for r in runs])} | {cell(gains[condition])} | "
+              f"{mean_std_cell([r['before']['eval_success_rate'] for r in runs])} | "
+              f"{mean_std_cell([r['after']['eval_success_rate'] for r in runs])} | {mean_std_cell(gains[condition])} | "
               f"{mean_std_ci([r['seconds'] / 60 for r in runs])['mean']:.0f} |")
     if {"real-only", "synthetic-only"} <= set(gains):
         real, synthetic = (mean_std_ci(gains[c])["mean"] for c in ("real-only", "synthetic-only"))
