@@ -157,6 +157,35 @@ def mean_std_cell(values: Sequence[float], percent: bool = True, interval: bool 
     return text
 
 
+def plot_seed_bands(series: dict[str, tuple[Sequence[float], Sequence[Sequence[float]]]], path: str | os.PathLike, *,
+                    xlabel: str, ylabel: str, title: str, ylim: tuple[float, float] | None = None) -> Path:
+    """A PNG of curves over seeds: for each label, ``(x, values)`` with one row of ``values`` per seed,
+    drawn as the mean with a ±std band (no band for one seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for label, (x, values) in series.items():
+        values = np.asarray(values, dtype=float)
+        mean = values.mean(axis=0)
+        std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros_like(mean)
+        axis.plot(x, mean, marker="o", markersize=3, label=f"{label} ({len(values)} seed{'s' * (len(values) > 1)})")
+        axis.fill_between(x, mean - std, mean + std, alpha=0.15)
+    axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if ylim:
+        axis.set_ylim(*ylim)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def _cell(stats: dict[str, float], percent: bool) -> str:
     scale, unit = (100.0, "%") if percent else (1.0, "")
     text = f"{stats['mean'] * scale:.1f}{unit} ± {stats['std'] * scale:.1f}"

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from agentgym.evaluation import mean_std_cell
+from agentgym.evaluation import mean_std_cell, plot_seed_bands
 from agentgym.paths import cached_json
 from agentgym.policies import OraclePolicy, Policy
 from agentgym.prompting import PromptTemplate
@@ -194,32 +194,14 @@ def saturated_groups(out: Path, runs: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def plot_curves(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
+    series = {}
     for method, results in runs.items():
-        curves = []
-        for result in results:
-            points = sorted({row["iteration"]: row["eval_mean_reward"] for row in result["rows"]
-                             if "eval_mean_reward" in row}.items())
-            curves.append(points)
-        episodes = np.array([iteration * results[0]["episodes_per_iteration"] for iteration, _ in curves[0]])
-        values = np.array([[value for _, value in curve] for curve in curves])
-        mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
-        axis.plot(episodes, mean, marker="o", label=f"{method} ({len(values)} seeds)")
-        axis.fill_between(episodes, mean - std, mean + std, alpha=0.2)
-    axis.set_xlabel("training episodes")
-    axis.set_ylabel("held-out F1 (sampled, part of test)")
-    axis.set_title("IGPO vs GRPO from the same cloned start")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+        curves = [sorted({row["iteration"]: row["eval_mean_reward"] for row in result["rows"]
+                          if "eval_mean_reward" in row}.items()) for result in results]
+        episodes = [iteration * results[0]["episodes_per_iteration"] for iteration, _ in curves[0]]
+        series[method] = (episodes, [[value for _, value in curve] for curve in curves])
+    plot_seed_bands(series, path, xlabel="training episodes", ylabel="held-out F1 (sampled, part of test)",
+                    title="IGPO vs GRPO from the same cloned start")
     print(f"\nHeld-out F1 against training episodes: {path}")
 
 

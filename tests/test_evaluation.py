@@ -10,7 +10,9 @@ import sys
 import pytest
 
 from agentgym.cli import main
-from agentgym.evaluation import evaluate, markdown_table, mean_std_ci, read_results, write_results
+from agentgym.evaluation import (evaluate, markdown_table, mean_std_cell, mean_std_ci, plot_seed_bands, read_results,
+                                 write_results)
+from agentgym.paths import cached_json
 
 from conftest import COIN, RAY_MODE
 
@@ -23,6 +25,31 @@ def test_mean_std_ci_hand_computed():
     assert stats["ci95"] == pytest.approx(4.303 * 0.2 / math.sqrt(3))
     single = mean_std_ci([0.4])
     assert single["std"] == 0.0 and math.isnan(single["ci95"])
+
+
+def test_mean_std_cell_reads_as_the_readme_tables_do():
+    assert mean_std_cell([0.5, 0.7, 0.9]) == "70.0% ± 20.0%"
+    assert mean_std_cell([0.5, 0.7, 0.9], interval=True) == f"70.0% ± 20.0% (±{4.303 * 0.2 / math.sqrt(3):.1%})"
+    assert mean_std_cell([1.0, 3.0], percent=False) == "2.00 ± 1.41"
+    assert mean_std_cell([0.25]) == "25.0%"  # one seed: no spread to show
+
+
+def test_cached_json_computes_a_unit_once_and_reads_it_back(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"success": 0.5}
+
+    path = tmp_path / "unit" / "a.json"
+    assert cached_json(path, compute) == {"success": 0.5} == cached_json(path, compute)
+    assert len(calls) == 1 and json.loads(path.read_text()) == {"success": 0.5}
+
+
+def test_plot_seed_bands_writes_a_png(tmp_path):
+    path = plot_seed_bands({"GRPO": ([0, 10, 20], [[0.1, 0.4, 0.6], [0.2, 0.3, 0.7]]), "PPO": ([0, 10, 20], [[0.1, 0.2, 0.3]])},
+                           tmp_path / "curves.png", xlabel="episodes", ylabel="success", title="t", ylim=(0, 1))
+    assert path.read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize("concurrency", ["auto", RAY_MODE])
