@@ -17,7 +17,7 @@ Each finished unit — the clone, each (method, seed) run, each evaluation — i
 rerun resumes where it stopped (an interrupted run continues from its checkpoint).
 
     python benchmarks/igpo_vs_grpo.py --quick        # 1 seed, a tiny budget: minutes on a quiet machine
-    python benchmarks/igpo_vs_grpo.py                # 3 seeds, the full budget: ~5 hours on 2 cores, resumable
+    python benchmarks/igpo_vs_grpo.py                # 3 seeds, the full budget: ~1 hour on 2 cores, resumable
 """
 
 from __future__ import annotations
@@ -49,14 +49,16 @@ SHARED = dict(env_id=ENV, env_kwargs={"reward": "f1", "max_turns": 5}, prompt_st
               mode="generate", max_new_tokens=32, lora_rank=16, lora_layers=8, num_envs=8)
 METHODS: dict[str, tuple[type, Callable]] = {"GRPO": (GRPOConfig, train_grpo), "IGPO": (IGPOConfig, train_igpo)}
 BUDGETS = {
-    # seeds; oracle episodes cloned and passes over them; RL iterations × tasks × group size; held-out
-    # evaluation every N iterations on the first Q test questions (the curve); questions per final split.
-    "quick": dict(seeds=[0], clone_episodes=40, clone_passes=1, iterations=2, tasks=2, group=4, eval_every=1,
-                  curve_questions=10, questions=20),
-    # Greedy episodes cost ~10 s each here (the search results make long prompts), so the full budget
-    # evaluates the first 40 questions of each split: all of them would be ~4 h of evaluation alone.
-    "full": dict(seeds=[0, 1, 2], clone_episodes=200, clone_passes=3, iterations=8, tasks=4, group=4, eval_every=4,
-                 curve_questions=20, questions=40),
+    # seeds; oracle episodes cloned and passes over them; RL iterations × tasks × group size, learning
+    # rate and samples per optimizer step; held-out evaluation every N iterations on the first Q test
+    # questions (the curve); questions per final split.
+    "quick": dict(seeds=[0], clone_episodes=40, clone_passes=1, iterations=2, tasks=2, group=4, lr=5e-4, minibatch=8,
+                  eval_every=1, curve_questions=10, questions=20),
+    # An iteration's ~32 turn samples make 4 optimizer steps (32 in a run): with lr 1e-4 and one step an
+    # iteration, 8 steps left every greedy answer of the cloned start unchanged (runs/bench-igpo, *-seed0).
+    # The first 40 questions of each split keep the 8 policies' evaluations under half an hour.
+    "full": dict(seeds=[0, 1, 2], clone_episodes=200, clone_passes=3, iterations=8, tasks=4, group=4, lr=5e-4,
+                 minibatch=8, eval_every=4, curve_questions=20, questions=40),
 }
 SPLITS = ("test", "test_ood")
 PHASES = ("rollout", "teacher_forced", "update")  # an iteration's training time (evaluations apart)
@@ -114,13 +116,19 @@ def clone(out: Path, budget: dict[str, Any]) -> str:
     return str(folder / "final")
 
 
+def unit_name(method: str, seed: int, budget: dict[str, Any]) -> str:
+    """A run's folder and cache name: another learning rate never reuses its results."""
+    return f"{method.lower()}-lr{budget['lr']:g}-seed{seed}"
+
+
 def rl_run(method: str, seed: int, start: str, out: Path, budget: dict[str, Any]) -> dict[str, Any]:
     """One RL run from the warm start (resumed from its checkpoint if it was interrupted): its metrics rows
     and its training time (rollouts, teacher-forced passes and updates; evaluations left out)."""
-    folder = out / f"{method.lower()}-seed{seed}"
+    folder = out / unit_name(method, seed, budget)
     config_class, train = METHODS[method]
     config = config_class(**SHARED, init_adapters=[start], iterations=budget["iterations"],
-                          tasks_per_iteration=budget["tasks"], group_size=budget["group"], lr=1e-4, seed=seed,
+                          tasks_per_iteration=budget["tasks"], group_size=budget["group"], lr=budget["lr"],
+                          minibatch_size=budget["minibatch"], seed=seed,
                           eval_split="test", eval_every=budget["eval_every"], eval_episodes=budget["curve_questions"],
                           save_episodes=budget["tasks"] * budget["group"], output_dir=str(folder),
                           resume=(folder / "checkpoint.pt").exists())
@@ -224,11 +232,11 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {method: [] for method in METHODS}
     for seed in seeds:
         for method in METHODS:
-            run = cached_json(out / "runs" / f"{method.lower()}-seed{seed}.json",
-                         lambda method=method, seed=seed: rl_run(method, seed, start, out, budget))
+            name = unit_name(method, seed, budget)
+            run = cached_json(out / "runs" / f"{name}.json",
+                              lambda method=method, seed=seed: rl_run(method, seed, start, out, budget))
             runs[method].append(run)
-            results = evaluations_of(f"{method.lower()}-seed{seed}", lambda run=run: greedy([start, run["final"]]), out,
-                                     questions)
+            results = evaluations_of(name, lambda run=run: greedy([start, run["final"]]), out, questions)
             evaluations.setdefault(method, []).append(results)
             print(f"{method} seed {seed}: test F1 {results['test']['f1']:.3f}, test_ood F1 {results['test_ood']['f1']:.3f}",
                   flush=True)
