@@ -79,7 +79,7 @@ def run_path(reuse: bool, iterations: int, eval_episodes: int) -> dict:
     clock = PhaseClock()
     for owner, name, phase in ((EnvPool, "step", "env steps"), (EnvPool, "reset", "env steps"),
                                (HFPolicy, "prompt_ids", "prompt building"), (HFPolicy, "reply_ids", "prompt building"),
-                               (HFPolicy, "score_ids", "choice scoring"), (update, "policy_loss_terms", "update forward"),
+                               (HFPolicy, "_scored_choices", "choice scoring"), (update, "policy_loss_terms", "update forward"),
                                (torch.Tensor, "backward", "update backward"), (update, "optimise", "update other"),
                                (grpo.GroupRelative, "collect", "rollout other")):
         clock.wrap(owner, name, phase)
