@@ -1,0 +1,217 @@
+"""Which algorithm learns best? GRPO, Dr.GRPO, GiGPO, DAPO, EPO and PPO on equal budgets, over seeds.
+
+Every algorithm starts from the same weights (per seed: the same fresh LoRA on the embedded
+SmolLM2-135M-Instruct, choice mode, top 8 layers adapted, over the family's warm start if it has one)
+and gets the same budget: training episodes (``max_episodes``, so DAPO's extra sampling rounds count
+against it) and at most the same number of updates. Each keeps its recommended settings
+(docs/algorithms.md); the shared ones (learning rate, batch, KL 0, clip-higher) are the same for all, and
+nothing was tuned per algorithm.
+
+Families:
+
+* ``coin`` — TextWorld coin collector level 5 (15 turns): train on level-5 `train` games, held-out
+  success on the 20 level-5 `test` games (sampled, as in training; the same games and seeds each time);
+* ``alfworld`` — ALFWorld pick & place and clean & place (the real engine, generated games): train on
+  `train`; held-out `test` (seen rooms) and `test_ood` (unseen rooms). Zero-shot the model leaves most
+  groups without signal, so when the dev success says so (more than half of all groups would be all
+  failures) the oracle's won train episodes are cloned once (``sft``) and every run starts from there.
+
+Per family it prints held-out success mean ± std with the 95% interval, the training episodes each
+algorithm needed to first reach the family's threshold on the held-out curve (sample efficiency), the
+share of trained groups whose every advantage was zero, and the training wall time (rollouts and updates;
+the evaluations are the same for all), then writes one PNG of the held-out curves with a band over seeds.
+
+Each finished (family, algorithm, seed) unit is cached as JSON under --out and an interrupted run
+resumes from its checkpoint, so the campaign can run across sittings; run it on a quiet machine.
+
+    python benchmarks/algorithms.py --quick                 # 1 seed, tiny budget: a smoke check
+    python benchmarks/algorithms.py --families coin         # 3 seeds on coin collector only
+    python benchmarks/algorithms.py                         # the whole campaign (hours on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from agentgym.evaluation import mean_std_cell, plot_seed_bands
+from agentgym.paths import cached_json
+from agentgym.prompting import PromptTemplate
+from agentgym.rollout import RolloutEngine
+from agentgym.trainers import epo, grpo, heldout, ppo
+from agentgym.trainers.config import RunConfig
+from agentgym.trainers.model import build_policy
+from agentgym.trainers.sft import SFTConfig
+from agentgym.trainers.sft import train as train_sft
+
+# name: (config class, train function, its own settings: each algorithm's documented recommendation)
+ALGORITHMS: dict[str, tuple[type, Callable, dict[str, Any]]] = {
+    "GRPO": (grpo.GRPOConfig, grpo.train, {}),
+    "Dr.GRPO": (grpo.GRPOConfig, grpo.train, {"norm_by_std": False}),
+    "GiGPO": (grpo.GRPOConfig, grpo.train, {"advantage": "gigpo"}),  # γ 0.95, ω 1, no std division
+    "DAPO": (grpo.GRPOConfig, grpo.train, {"dynamic_sampling": True}),  # up to 3 sampling rounds
+    "EPO": (epo.EPOConfig, epo.train, {}),  # entropy bonus 0.001, smoothing band [0, 2] × history, α 0.1
+    "PPO": (ppo.PPOConfig, ppo.train, {}),  # value head, GAE γ = λ = 1, value lr 1e-3, whitened advantages
+}
+SHARED = dict(model="embedded", mode="choice", lora_rank=16, lora_layers=8, history_window=1, lr=1e-3,
+              choice_temperature=1.0, save_episodes=0)
+FAMILIES: dict[str, dict[str, Any]] = {
+    "coin": dict(title="TextWorld coin collector, level 5 (15 turns)", splits=("test",), threshold=0.6,
+                 run=dict(env_id="agentgym/TextWorld-CoinCollector-v0", env_kwargs={"max_turns": 15},
+                          task_filter="level5-", num_envs=6)),
+    "alfworld": dict(title="ALFWorld, pick & place and clean & place (30 turns)", splits=("test", "test_ood"),
+                     threshold=0.3, warm_start=True,
+                     run=dict(env_id="agentgym/ALFWorld-v0", num_envs=4,
+                              env_kwargs={"task_types": ["pick_and_place_simple", "pick_clean_then_place_in_recep"],
+                                          "max_turns": 30})),
+}
+BUDGETS = {
+    # seeds; iterations × tasks × group size (the episode budget is their product); held-out evaluation
+    # every N iterations on E episodes; oracle episodes cloned for a warm start, and passes over them.
+    "quick": dict(seeds=[0], iterations=2, tasks=1, group=2, eval_every=1, eval_episodes=2, clone_episodes=4,
+                  clone_passes=1),
+    # A level-5 coin iteration (12 episodes of up to 15 turns) takes ~2 minutes here, so a run is ~20
+    # minutes with its evaluations, and 18 runs a family: resume across sittings.
+    "full": dict(seeds=[0, 1, 2], iterations=6, tasks=3, group=4, eval_every=2, eval_episodes=20,
+                 clone_episodes=40, clone_passes=1),
+}
+
+
+def config_of(family: str, algorithm: str, seed: int, budget: dict[str, Any], adapters: list[str],
+              folder: Path) -> RunConfig:
+    """One run's settings: the family's env, the shared settings, the algorithm's own, the budget."""
+    config_class, _, own = ALGORITHMS[algorithm]
+    return config_class(**SHARED, **FAMILIES[family]["run"], **own, init_adapters=adapters, seed=seed,
+                        iterations=budget["iterations"], tasks_per_iteration=budget["tasks"],
+                        group_size=budget["group"], max_episodes=budget["iterations"] * budget["tasks"] * budget["group"],
+                        eval_split="test", eval_every=budget["eval_every"], eval_episodes=budget["eval_episodes"],
+                        output_dir=str(folder), resume=(folder / "checkpoint.pt").exists())
+
+
+def held_out(config: RunConfig, adapters: list[str], split: str) -> dict[str, float]:
+    """The trained policy's held-out metrics on ``split``, by the loop's own protocol (same tasks and seeds)."""
+    shared = {field.name: getattr(config, field.name) for field in dataclasses.fields(RunConfig)}
+    policy = build_policy(RunConfig(**{**shared, "init_adapters": adapters, "lora_rank": 0}))
+    template = PromptTemplate(history_window=config.history_window, style=config.prompt_style)
+    with RolloutEngine(config.env_id, split, num_envs=config.num_envs, template=template,
+                       env_kwargs=config.env_kwargs) as engine:
+        return heldout.evaluate_policy(policy, engine, config)
+
+
+def warm_start(family: str, budget: dict[str, Any], out: Path) -> list[str]:
+    """The adapters every run of ``family`` starts from: none, or the oracle's won train episodes cloned
+    when the zero-shot model would leave most groups without signal (measured on `dev`)."""
+    if not FAMILIES[family].get("warm_start"):
+        return []
+    probe = RunConfig(**SHARED, **FAMILIES[family]["run"], eval_episodes=budget["eval_episodes"])
+    zero_shot = cached_json(out / family / "zero-shot-dev.json", lambda: held_out(probe, [], "dev"))
+    silent = (1 - zero_shot["eval_success_rate"]) ** budget["group"]  # groups that would all fail
+    print(f"{family}: zero-shot dev success {zero_shot['eval_success_rate']:.0%}, so {silent:.0%} of groups of "
+          f"{budget['group']} would all fail", flush=True)
+    if silent <= 0.5:
+        return []
+    folder = out / family / "clone"
+    if not (folder / "final").is_dir():
+        train_sft(SFTConfig(**{**SHARED, **FAMILIES[family]["run"]}, collect_policy="oracle",
+                            collect_episodes=budget["clone_episodes"], iterations=budget["clone_passes"],
+                            eval_split="dev", eval_every=0, eval_episodes=budget["eval_episodes"],
+                            output_dir=str(folder), resume=(folder / "checkpoint.pt").exists()))
+    return [str(folder / "final")]
+
+
+def run_unit(family: str, algorithm: str, seed: int, budget: dict[str, Any], adapters: list[str],
+             out: Path) -> dict[str, Any]:
+    """Train one (family, algorithm, seed) and evaluate it on every held-out split of the family."""
+    folder = out / family / f"{algorithm.lower().replace('.', '')}-seed{seed}"
+    _, train, _ = ALGORITHMS[algorithm]
+    config = config_of(family, algorithm, seed, budget, adapters, folder)
+    result = train(config)
+    rows = result["rows"]
+    after = {"test": result["after"]}
+    for split in FAMILIES[family]["splits"][1:]:
+        after[split] = held_out(config, [*adapters, str(folder / "final")], split)
+    trained = [row for row in rows if "episodes_played" in row]
+    return {
+        "before": result["before"], "after": after,
+        # the held-out curve: (training episodes, success) at every evaluation, the final one included
+        "curve": [(0, result["before"]["eval_success_rate"])]
+                 + [(row["episodes_played"], row["eval_success_rate"]) for row in trained if "eval_success_rate" in row]
+                 + [(trained[-1]["episodes_played"], result["after"]["eval_success_rate"])],
+        "zero_advantage_groups": float(np.mean([row.get("zero_advantage_groups", 0.0) for row in trained])),
+        "episodes": trained[-1]["episodes_played"], "iterations": len(trained),
+        "train_seconds": sum(row.get("seconds_rollout", 0.0) + row.get("seconds_update", 0.0) for row in trained),
+    }
+
+
+def first_reaching(curve: list[list[float]], threshold: float) -> float | None:
+    """The training episodes at the first held-out evaluation at or above ``threshold`` (None: never)."""
+    return next((episodes for episodes, success in curve if success >= threshold), None)
+
+
+def print_family(family: str, units: dict[str, list[dict[str, Any]]], seeds: list[int]) -> None:
+    spec = FAMILIES[family]
+    splits = spec["splits"]
+    first = next(iter(units.values()))[0]
+    print(f"\n### {spec['title']}\n\nHeld-out success (sampled, {first['before']['eval_success_rate']:.0%} before "
+          f"training, random choice {first['before']['random_success_rate']:.0%} on the same `test` tasks), "
+          f"mean ± std (95% interval) over seeds {seeds}; budget {first['episodes']} training episodes:\n")
+    header = " | ".join(f"`{split}` success" for split in splits)
+    print(f"| algorithm | {header} | episodes to reach {spec['threshold']:.0%} on `test` | groups with zero "
+          "advantage | training wall time |")
+    print("|---|" + "---|" * (len(splits) + 3))
+    for algorithm, results in units.items():
+        cells = " | ".join(mean_std_cell([r["after"][split]["eval_success_rate"] for r in results], interval=True)
+                           for split in splits)
+        reached = [first_reaching(r["curve"], spec["threshold"]) for r in results]
+        hits = [value for value in reached if value is not None]
+        reach = (f"{np.mean(hits):.0f} ({len(hits)}/{len(results)} seeds)" if hits else f"never (0/{len(results)})")
+        print(f"| {algorithm} | {cells} | {reach} | {mean_std_cell([r['zero_advantage_groups'] for r in results])} | "
+              f"{mean_std_cell([r['train_seconds'] / 60 for r in results], percent=False)} min |")
+
+
+def plot_family(family: str, units: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Held-out success against training episodes, one curve per algorithm with a ±std band over seeds
+    (each seed's curve linearly interpolated onto a shared grid of episode counts: DAPO's evaluations
+    fall at other counts)."""
+    budget = max(r["episodes"] for results in units.values() for r in results)
+    grid = np.linspace(0, budget, 9)
+    series = {algorithm: (grid, [np.interp(grid, *np.array(r["curve"], dtype=float).T) for r in results])
+              for algorithm, results in units.items()}
+    plot_seed_bands(series, path, xlabel="training episodes", ylabel="held-out success (`test`)",
+                    title=FAMILIES[family]["title"], ylim=(0, 1))
+    print(f"\nCurves: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 seed and a tiny budget (a smoke check)")
+    parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
+    parser.add_argument("--algorithms", nargs="+", choices=list(ALGORITHMS), default=list(ALGORITHMS))
+    parser.add_argument("--seeds", type=int, nargs="+", help="override the budget's seeds")
+    parser.add_argument("--out", type=Path, help="results folder (default runs/bench-algorithms[-quick])")
+    parser.add_argument("--figures", type=Path, help="where the PNGs go (default: --out)")
+    args = parser.parse_args()
+    budget = BUDGETS["quick" if args.quick else "full"]
+    seeds = args.seeds or budget["seeds"]
+    out = args.out or Path("runs/bench-algorithms-quick" if args.quick else "runs/bench-algorithms")
+    print(f"Budget: {budget}; seeds {seeds}; shared settings {SHARED}; results in {out}", flush=True)
+    for family in args.families:
+        adapters = warm_start(family, budget, out)
+        units: dict[str, list[dict[str, Any]]] = {}
+        for seed in seeds:
+            for algorithm in args.algorithms:
+                unit = cached_json(out / family / f"{algorithm.lower().replace('.', '')}-seed{seed}.json",
+                                   lambda a=algorithm, s=seed: run_unit(family, a, s, budget, adapters, out))
+                units.setdefault(algorithm, []).append(unit)
+                print(f"{family} {algorithm} seed {seed}: test success {unit['after']['test']['eval_success_rate']:.0%} "
+                      f"after {unit['episodes']} episodes", flush=True)
+        print_family(family, units, seeds)
+        plot_family(family, units, (args.figures or out) / f"algorithms-{family}.png")
+
+
+if __name__ == "__main__":
+    main()
