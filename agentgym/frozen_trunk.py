@@ -84,6 +84,8 @@ class TrunkCache:
         ``protect``, which the caller is about to use) while over budget."""
         self.states[key] = state
         self.values += state.numel()
+        if self.values <= self.max_values:
+            return
         for old in [k for k in self.states if k not in protect]:
             if self.values <= self.max_values:
                 break

@@ -512,8 +512,7 @@ class HFPolicy(Policy):
         for start in range(0, len(missing), self.batch_size):
             part = missing[start: start + self.batch_size]
             if trunk is not None:
-                with torch.no_grad():
-                    logps, entropies = frozen_trunk.choice_logprobs(self, part, trunk, grad=False)
+                logps, entropies = frozen_trunk.choice_logprobs(self, part, trunk, grad=False)
                 logps = [[t.tolist() for t in group] for group in logps]
                 entropies = [[t.tolist() for t in group] for group in entropies]
             else:
