@@ -150,6 +150,17 @@ def test_max_episodes_caps_the_rollout_budget_counting_dropped_groups(tmp_path):
     assert "; 1 iterations of" in (tmp_path / "report.md").read_text()
 
 
+def test_eval_before_false_skips_the_evaluation_before_training(tmp_path):
+    # Runs that share one start (a multi-algorithm comparison) evaluate it once, elsewhere: the run then
+    # plays no held-out episode before training, and its report and result say so.
+    config = GRPOConfig(**ONE_TURN_COIN, iterations=1, eval_before=False, output_dir=str(tmp_path))
+    result = train(config, progress=False)
+    assert result["before"] == {}
+    assert [row["iteration"] for row in result["rows"] if "eval_success_rate" in row] == [1]
+    report = (tmp_path / "report.md").read_text()
+    assert "not evaluated before" in report and "| before |" not in report and "| after |" in report
+
+
 def test_zero_advantage_share_counts_groups_whose_every_turn_has_zero_advantage():
     from agentgym.contract import Task
     from agentgym.records import Trajectory, Turn

@@ -61,6 +61,7 @@ class LoopConfig(Settings):
     max_grad_norm: float = 1.0  # gradients are clipped to this global norm before each step
     # --- bookkeeping
     eval_every: int = 5  # iterations between held-out evaluations (0: only before and after)
+    eval_before: bool = True  # evaluate before training too (off: runs sharing one start evaluate it once, elsewhere)
     eval_episodes: int = 20  # held-out episodes per evaluation
     seed: int = 0  # seeds the model's new weights, the sampler, task order and minibatches
     output_dir: str = "runs/train"  # the run folder: metrics, checkpoint, curves, report, final adapter

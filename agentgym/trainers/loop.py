@@ -202,8 +202,9 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
         rollouts = Rollouts(engine, policy, heldout.matching_tasks(engine, config), config, sampler)
         algorithm.prepare(rollouts)
         if before is None:
-            before = heldout.evaluate_before(policy, evaluator, config)
-            run.metrics.log({"iteration": 0, **before})
+            before = heldout.evaluate_before(policy, evaluator, config) if config.eval_before else {}
+            if before:
+                run.metrics.log({"iteration": 0, **before})
         for iteration in range(start + 1, config.iterations + 1):
             if config.max_episodes and played >= config.max_episodes:
                 print(f"Stopping after iteration {iteration - 1}: {played} training episodes played "
@@ -277,7 +278,7 @@ def finish(run: Run, algorithm: Algorithm, policy: HFPolicy, before: dict[str, f
     algorithm.save_policy(policy, run.folder / "final")
     plotted = run.plot(algorithm.curves)
     table = ["| | success | mean reward | turns | invalid |", "|---|---|---|---|---|"]
-    for label, values in (("before", before), ("after", after)):
+    for label, values in (("before", before), ("after", after)) if before else (("after", after),):
         table.append(f"| {label} | {values['eval_success_rate']:.1%} | {values['eval_mean_reward']:.2f} | "
                      f"{values['eval_mean_turns']:.1f} | {values['eval_invalid_rate']:.1%} |")
     updates = [r for r in rows if "update_tokens_per_s" in r]
@@ -288,8 +289,10 @@ def finish(run: Run, algorithm: Algorithm, policy: HFPolicy, before: dict[str, f
         f"# {type(config).__name__.removesuffix('Config')} on {config.env_id}",
         "",
         f"{algorithm.describe_policy()}; {iterations} iterations of {algorithm.summary()}; seed {config.seed}.",
-        f"Held-out split `{config.eval_split}`, {config.eval_episodes} episodes, before and after training "
-        f"(a random choice among admissible actions wins {before.get('random_success_rate', float('nan')):.1%}):",
+        f"Held-out split `{config.eval_split}`, {config.eval_episodes} episodes, "
+        + (f"before and after training (a random choice among admissible actions wins "
+           f"{before.get('random_success_rate', float('nan')):.1%}):" if before else
+           "after training (not evaluated before: `eval_before: false`):"),
         "",
         *table,
         "",

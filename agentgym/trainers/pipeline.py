@@ -69,7 +69,8 @@ def run(settings: dict[str, Any], overrides: list[str] = ()) -> dict[str, Any]:
             model, adapters = str(folder / "final"), []
     lines = ["# Pipeline", "", "| stage | trainer | held-out success before | after | report |", "|---|---|---|---|---|"]
     for index, name, result in results:
-        lines.append(f"| {index} | {name} | {result['before']['eval_success_rate']:.1%} | "
+        before = result["before"].get("eval_success_rate")  # absent with eval_before: false
+        lines.append(f"| {index} | {name} | {'—' if before is None else f'{before:.1%}'} | "
                      f"{result['after']['eval_success_rate']:.1%} | [{index}-{name}]({index}-{name}/report.md) |")
     report = output / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
