@@ -10,11 +10,15 @@ nothing was tuned per algorithm.
 Families:
 
 * ``coin`` — TextWorld coin collector level 5 (15 turns): train on level-5 `train` games, held-out
-  success on the 20 level-5 `test` games (sampled, as in training; the same games and seeds each time);
+  success on 20 level-5 `test` games (sampled, as in training; the same games and seeds each time);
 * ``alfworld`` — ALFWorld pick & place and clean & place (the real engine, generated games): train on
-  `train`; held-out `test` (seen rooms) and `test_ood` (unseen rooms). Zero-shot the model leaves most
-  groups without signal, so when the dev success says so (more than half of all groups would be all
-  failures) the oracle's won train episodes are cloned once (``sft``) and every run starts from there.
+  `train`; held-out `test` (seen rooms) and `test_ood` (unseen rooms).
+
+The same warm-start rule holds for both: when the zero-shot success on `dev` says more than half of all
+groups would be all failures (no group signal for any of the group-relative methods), the oracle's won
+train episodes are cloned once (``sft``) and every run of the family starts from there. The start is
+evaluated once per seed (every algorithm starts from the same weights, so their runs skip it:
+``eval_before: false``).
 
 Per family it prints held-out success mean ± std with the 95% interval, the training episodes each
 algorithm needed to first reach the family's threshold on the held-out curve (sample efficiency), the
@@ -64,7 +68,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
                  run=dict(env_id="agentgym/TextWorld-CoinCollector-v0", env_kwargs={"max_turns": 15},
                           task_filter="level5-", num_envs=6)),
     "alfworld": dict(title="ALFWorld, pick & place and clean & place (30 turns)", splits=("test", "test_ood"),
-                     threshold=0.3, warm_start=True,
+                     threshold=0.3,
                      run=dict(env_id="agentgym/ALFWorld-v0", num_envs=4,
                               env_kwargs={"task_types": ["pick_and_place_simple", "pick_clean_then_place_in_recep"],
                                           "max_turns": 30})),
@@ -74,9 +78,9 @@ BUDGETS = {
     # every N iterations on E episodes; oracle episodes cloned for a warm start, and passes over them.
     "quick": dict(seeds=[0], iterations=2, tasks=1, group=2, eval_every=1, eval_episodes=2, clone_episodes=4,
                   clone_passes=1),
-    # A level-5 coin iteration (12 episodes of up to 15 turns) takes ~2 minutes here, so a run is ~20
-    # minutes with its evaluations, and 18 runs a family: resume across sittings.
-    "full": dict(seeds=[0, 1, 2], iterations=6, tasks=3, group=4, eval_every=2, eval_episodes=20,
+    # A level-5 coin training episode of up to 15 turns costs ~10 s here (rollout and update), a held-out
+    # one ~7 s: ~13 minutes a run with its two evaluations, 18 runs a family; resume across sittings.
+    "full": dict(seeds=[0, 1, 2], iterations=6, tasks=2, group=4, eval_every=3, eval_episodes=20,
                  clone_episodes=40, clone_passes=1),
 }
 
@@ -89,24 +93,24 @@ def config_of(family: str, algorithm: str, seed: int, budget: dict[str, Any], ad
                         iterations=budget["iterations"], tasks_per_iteration=budget["tasks"],
                         group_size=budget["group"], max_episodes=budget["iterations"] * budget["tasks"] * budget["group"],
                         eval_split="test", eval_every=budget["eval_every"], eval_episodes=budget["eval_episodes"],
-                        output_dir=str(folder), resume=(folder / "checkpoint.pt").exists())
+                        eval_before=False, output_dir=str(folder), resume=(folder / "checkpoint.pt").exists())
 
 
-def held_out(config: RunConfig, adapters: list[str], split: str) -> dict[str, float]:
-    """The trained policy's held-out metrics on ``split``, by the loop's own protocol (same tasks and seeds)."""
+def held_out(config: RunConfig, adapters: list[str], split: str, *, with_random: bool = False) -> dict[str, float]:
+    """The policy's held-out metrics on ``split`` by the loop's own protocol (same tasks and seeds), and with
+    ``with_random`` a random choice's success on the same tasks, as the loop's evaluation before training."""
     shared = {field.name: getattr(config, field.name) for field in dataclasses.fields(RunConfig)}
     policy = build_policy(RunConfig(**{**shared, "init_adapters": adapters, "lora_rank": 0}))
     template = PromptTemplate(history_window=config.history_window, style=config.prompt_style)
+    evaluate = heldout.evaluate_before if with_random else heldout.evaluate_policy
     with RolloutEngine(config.env_id, split, num_envs=config.num_envs, template=template,
                        env_kwargs=config.env_kwargs) as engine:
-        return heldout.evaluate_policy(policy, engine, config)
+        return evaluate(policy, engine, config)
 
 
 def warm_start(family: str, budget: dict[str, Any], out: Path) -> list[str]:
     """The adapters every run of ``family`` starts from: none, or the oracle's won train episodes cloned
     when the zero-shot model would leave most groups without signal (measured on `dev`)."""
-    if not FAMILIES[family].get("warm_start"):
-        return []
     probe = RunConfig(**SHARED, **FAMILIES[family]["run"], eval_episodes=budget["eval_episodes"])
     zero_shot = cached_json(out / family / "zero-shot-dev.json", lambda: held_out(probe, [], "dev"))
     silent = (1 - zero_shot["eval_success_rate"]) ** budget["group"]  # groups that would all fail
@@ -123,12 +127,22 @@ def warm_start(family: str, budget: dict[str, Any], out: Path) -> list[str]:
     return [str(folder / "final")]
 
 
+def start_of(family: str, seed: int, budget: dict[str, Any], adapters: list[str], out: Path) -> dict[str, float]:
+    """The start's metrics on each held-out split for ``seed`` (the same weights and sampling seed for every
+    algorithm, so evaluated once), with a random choice's success on the same games for scale."""
+    config = config_of(family, "GRPO", seed, budget, adapters, out / family / "start")
+    return cached_json(out / family / f"start-seed{seed}.json",
+                       lambda: {split: held_out(config, adapters, split, with_random=True)
+                                for split in FAMILIES[family]["splits"]})
+
+
 def run_unit(family: str, algorithm: str, seed: int, budget: dict[str, Any], adapters: list[str],
              out: Path) -> dict[str, Any]:
     """Train one (family, algorithm, seed) and evaluate it on every held-out split of the family."""
     folder = out / family / f"{algorithm.lower().replace('.', '')}-seed{seed}"
     _, train, _ = ALGORITHMS[algorithm]
     config = config_of(family, algorithm, seed, budget, adapters, folder)
+    before = start_of(family, seed, budget, adapters, out)
     result = train(config)
     rows = result["rows"]
     after = {"test": result["after"]}
@@ -136,9 +150,9 @@ def run_unit(family: str, algorithm: str, seed: int, budget: dict[str, Any], ada
         after[split] = held_out(config, [*adapters, str(folder / "final")], split)
     trained = [row for row in rows if "episodes_played" in row]
     return {
-        "before": result["before"], "after": after,
+        "before": before, "after": after,
         # the held-out curve: (training episodes, success) at every evaluation, the final one included
-        "curve": [(0, result["before"]["eval_success_rate"])]
+        "curve": [(0, before["test"]["eval_success_rate"])]
                  + [(row["episodes_played"], row["eval_success_rate"]) for row in trained if "eval_success_rate" in row]
                  + [(trained[-1]["episodes_played"], result["after"]["eval_success_rate"])],
         "zero_advantage_groups": float(np.mean([row.get("zero_advantage_groups", 0.0) for row in trained])),
@@ -155,14 +169,18 @@ def first_reaching(curve: list[list[float]], threshold: float) -> float | None:
 def print_family(family: str, units: dict[str, list[dict[str, Any]]], seeds: list[int]) -> None:
     spec = FAMILIES[family]
     splits = spec["splits"]
-    first = next(iter(units.values()))[0]
-    print(f"\n### {spec['title']}\n\nHeld-out success (sampled, {first['before']['eval_success_rate']:.0%} before "
-          f"training, random choice {first['before']['random_success_rate']:.0%} on the same `test` tasks), "
-          f"mean ± std (95% interval) over seeds {seeds}; budget {first['episodes']} training episodes:\n")
+    starts = [r["before"] for r in next(iter(units.values()))]  # every algorithm's start, per seed
+    random = ", ".join(f"`{split}` {np.mean([s[split]['random_success_rate'] for s in starts]):.0%}" for split in splits)
+    print(f"\n### {spec['title']}\n\nHeld-out success (sampled), mean ± std (95% interval) over seeds {seeds}; "
+          f"budget {next(iter(units.values()))[0]['episodes']} training episodes; a random choice among the "
+          f"admissible actions wins {random} of the same games:\n")
     header = " | ".join(f"`{split}` success" for split in splits)
     print(f"| algorithm | {header} | episodes to reach {spec['threshold']:.0%} on `test` | groups with zero "
           "advantage | training wall time |")
     print("|---|" + "---|" * (len(splits) + 3))
+    cells = " | ".join(mean_std_cell([start[split]["eval_success_rate"] for start in starts], interval=True)
+                       for split in splits)
+    print(f"| start (before training) | {cells} | — | — | — |")
     for algorithm, results in units.items():
         cells = " | ".join(mean_std_cell([r["after"][split]["eval_success_rate"] for r in results], interval=True)
                            for split in splits)
