@@ -1,15 +1,18 @@
 """AgentFlow with Flow-GRPO against a single agent, same model, same budget, on questions that need search
 and calculation (agentgym/SearchQA-FactbookMath-v0 and its planner view agentgym/AgentFlow-FactbookMath-v0).
 
-For each seed and each system — the single agent on the plain search env (it must do the arithmetic itself)
-and AgentFlow (the model is the planner; scripted executor, verifier and generator; search, calculator and
-python tools; offline judge) — the embedded SmolLM2-135M is cloned from the scripted oracle's train
-trajectories (``sft``), evaluated, trained with GRPO for the same budget (AgentFlow: Flow-GRPO, i.e.
-``group_stats: trajectories``; single agent: GRPO's turn statistics), and evaluated again, greedily, on
-``test`` and ``test_ood``. The scripted planner is shown for scale.
+For each system — the single agent on the plain search env (it must do the arithmetic itself) and AgentFlow
+(the model is the planner; scripted executor, verifier and generator; search, calculator and python tools;
+offline judge) — the embedded SmolLM2-135M is cloned once from the scripted oracle's train trajectories
+(``sft``) and evaluated; then for each seed it is trained from that clone with GRPO for the same budget
+(AgentFlow: Flow-GRPO, i.e. ``group_stats: trajectories``; single agent: GRPO's turn statistics) and
+evaluated again. Evaluations decode greedily (the paper's test temperature) on the same ``test`` and
+``test_ood`` questions for every system and seed, so the cloned rows have no spread over seeds: the seeds
+vary the RL runs (sampling, minibatch order), as in benchmarks/igpo_vs_grpo.py. The scripted planner is shown
+for scale.
 
-Every finished (system, seed) is cached as JSON under --out and read back on a rerun, so a killed run
-resumes; an interrupted training stage resumes from its checkpoint. Prints mean ± std over seeds of
+Every finished clone, evaluation and (system, seed) run is cached as JSON under --out and read back on a
+rerun, so a killed run resumes; an interrupted training stage resumes from its checkpoint. Prints mean ± std over seeds of
 accuracy, tool calls per question, tool errors per question and evaluation seconds per question, writes
 the table and one example trajectory (every module's input and output) to --out, and the GRPO training
 curves to --out/curves.png.
@@ -50,9 +53,15 @@ SYSTEMS = {
 SPLITS = ("test", "test_ood")
 MODEL = dict(model="embedded", mode="generate", max_new_tokens=32, lora_rank=16, lora_layers=8, num_envs=4)
 BUDGETS = {
-    "quick": dict(seeds=[0], expert_episodes=24, sft_passes=1, iterations=1, tasks=2, group=2, eval_episodes=6),
-    "full": dict(seeds=[0, 1, 2], expert_episodes=200, sft_passes=2, iterations=8, tasks=4, group=4,
-                 eval_episodes=80),
+    # seeds; oracle episodes cloned and passes over them; RL iterations × tasks × group size, learning rate and
+    # samples per optimizer step (benchmarks/igpo_vs_grpo.py found lr 1e-4 with one step an iteration left a
+    # clone's greedy answers unchanged); questions per held-out split. On 2 CPU cores a prompt token costs
+    # ~2.5 ms forward and ~4.5 ms forward and backward, and planner prompts grow to ~1,100 tokens with the
+    # memory, so the full budget is several hours: run it across sittings (it resumes).
+    "quick": dict(seeds=[0], expert_episodes=24, sft_passes=1, iterations=1, tasks=2, group=2, lr=5e-4,
+                  minibatch=8, eval_episodes=6),
+    "full": dict(seeds=[0, 1, 2], expert_episodes=120, sft_passes=2, iterations=6, tasks=4, group=4, lr=5e-4,
+                 minibatch=8, eval_episodes=40),
 }
 
 
@@ -80,67 +89,83 @@ def trained_policy(adapters: list[str]) -> Policy:
     return build_policy(RunConfig(**{**MODEL, "lora_rank": 0}, init_adapters=adapters, temperature=0.0))
 
 
-def run_unit(system: str, seed: int, budget: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Clone, evaluate, train with (Flow-)GRPO, evaluate: one system and seed."""
-    env_id, history, stats = SYSTEMS[system]
-    folder = out / f"{system}-seed{seed}"
-    shared = dict(MODEL, env_id=env_id, history_window=history, seed=seed, eval_split="dev", eval_episodes=2,
-                  eval_every=0)
-    start, result = time.perf_counter(), {"system": system, "seed": seed}
-    sft_dir = folder / "1-sft"
-    if not (sft_dir / "final").is_dir():
-        train_sft(SFTConfig(**shared, collect_policy="oracle", collect_episodes=budget["expert_episodes"],
-                            iterations=budget["sft_passes"], lr=1e-3, output_dir=str(sft_dir),
-                            resume=(sft_dir / "checkpoint.pt").exists()), progress=True)
-    grpo_dir = folder / "2-grpo"
-    if not (grpo_dir / "final").is_dir():
-        train_grpo(GRPOConfig(**shared, init_adapters=[str(sft_dir / "final")], group_stats=stats,
-                              invalid_penalty=0.0 if system == "agentflow" else 0.1, temperature=0.7,
-                              iterations=budget["iterations"], tasks_per_iteration=budget["tasks"],
-                              group_size=budget["group"], lr=2e-4, output_dir=str(grpo_dir),
-                              resume=(grpo_dir / "checkpoint.pt").exists()), progress=True)
-    result["train_seconds"] = time.perf_counter() - start
-    result["curve"] = [row["train_success_rate"] for row in map(json.loads, (grpo_dir / "metrics.jsonl").read_text()
-                                                                 .splitlines()) if "train_success_rate" in row]
-    for stage, adapters in (("cloned", [sft_dir / "final"]), ("trained", [sft_dir / "final", grpo_dir / "final"])):
-        policy = trained_policy([str(a) for a in adapters])
+def settings(system: str, seed: int) -> dict[str, Any]:
+    """The settings every stage of ``system`` shares (dev evaluations inside training are off: the held-out
+    evaluations below are the measurement)."""
+    env_id, history, _ = SYSTEMS[system]
+    return dict(MODEL, env_id=env_id, history_window=history, seed=seed, eval_split="dev", eval_episodes=2,
+                eval_every=0)
+
+
+def evaluate_adapters(system: str, adapters: list[Path], budget: dict[str, Any]) -> dict[str, Any]:
+    """The policy with ``adapters`` merged, evaluated greedily on every held-out split (AgentFlow keeps one
+    `test` trajectory, a won one if any, as the README's example)."""
+    env_id, history, _ = SYSTEMS[system]
+    policy, result = trained_policy([str(a) for a in adapters]), {}
+    try:
         for split in SPLITS:
-            metrics, trajectories = evaluate(policy, env_id, split, budget["eval_episodes"], history)
-            result[f"{stage}/{split}"] = metrics
-            if system == "agentflow" and stage == "trained" and split == "test":
+            result[split], trajectories = evaluate(policy, env_id, split, budget["eval_episodes"], history)
+            if system == "agentflow" and split == "test":
                 result["example"] = next((t for t in trajectories if t.won), trajectories[0]).to_dict()
+    finally:
         policy.close()
     return result
 
 
+def clone_unit(system: str, budget: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The warm start every seed of ``system`` trains from: the oracle's train trajectories cloned with LoRA,
+    then evaluated."""
+    folder = out / system / "clone"
+    start = time.perf_counter()
+    if not (folder / "final").is_dir():
+        train_sft(SFTConfig(**settings(system, budget["seeds"][0]), collect_policy="oracle",
+                            collect_episodes=budget["expert_episodes"], iterations=budget["sft_passes"], lr=1e-3,
+                            output_dir=str(folder), resume=(folder / "checkpoint.pt").exists()), progress=True)
+    seconds = time.perf_counter() - start
+    return {"system": system, "adapter": str(folder / "final"), "train_seconds": seconds,
+            **evaluate_adapters(system, [folder / "final"], budget)}
+
+
+def run_unit(system: str, seed: int, clone: dict[str, Any], budget: dict[str, Any], out: Path) -> dict[str, Any]:
+    """(Flow-)GRPO from the clone with one seed, then evaluated."""
+    _, _, stats = SYSTEMS[system]
+    folder = out / system / f"grpo-lr{budget['lr']:g}-seed{seed}"  # another lr never reuses a run
+    start = time.perf_counter()
+    if not (folder / "final").is_dir():
+        train_grpo(GRPOConfig(**settings(system, seed), init_adapters=[clone["adapter"]], group_stats=stats,
+                              invalid_penalty=0.0 if system == "agentflow" else 0.1, temperature=0.7,
+                              iterations=budget["iterations"], tasks_per_iteration=budget["tasks"],
+                              group_size=budget["group"], lr=budget["lr"], minibatch_size=budget["minibatch"],
+                              output_dir=str(folder), resume=(folder / "checkpoint.pt").exists()), progress=True)
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return {"system": system, "seed": seed, "train_seconds": time.perf_counter() - start,
+            "curve": [row["train_success_rate"] for row in rows if "train_success_rate" in row],
+            **evaluate_adapters(system, [Path(clone["adapter"]), folder / "final"], budget)}
+
+
 def scripted_unit(budget: dict[str, Any]) -> dict[str, Any]:
     env_id, history, _ = SYSTEMS["agentflow"]
-    return {f"scripted/{split}": evaluate(make_policy("oracle"), env_id, split, budget["eval_episodes"], history)[0]
-            for split in SPLITS}
+    return {split: evaluate(make_policy("oracle"), env_id, split, budget["eval_episodes"], history)[0] for split in SPLITS}
 
 
-def table(units: list[dict[str, Any]], scripted: dict[str, Any], seeds: int) -> str:
+def table(scripted: dict[str, Any], clones: dict[str, dict[str, Any]], units: list[dict[str, Any]], seeds: int) -> str:
+    """Markdown rows: the oracle, then each system's clone (one run) and its RL runs (one per seed)."""
     rows = [("scripted planner (oracle, for scale)", [scripted])]
-    names = {"single-agent": "single agent", "agentflow": "AgentFlow"}
-    for system in SYSTEMS:
-        mine = [u for u in units if u["system"] == system]
-        method = "Flow-GRPO" if system == "agentflow" else "GRPO"
-        rows.append((f"{names[system]}, cloned planner" if system == "agentflow" else f"{names[system]}, cloned",
-                     [{k.replace('cloned/', 'x/'): v for k, v in u.items()} for u in mine]))
-        rows.append((f"{names[system]}, cloned + {method}", [{k.replace('trained/', 'x/'): v for k, v in u.items()}
-                                                             for u in mine]))
-    header = (f"| system ({seeds} seed{'s' if seeds > 1 else ''}) | split | accuracy | tool calls / question | "
-              "tool errors / question | invalid replies | s / question (provisional) |")
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    for system, name, method in (("single-agent", "single agent", "GRPO"), ("agentflow", "AgentFlow", "Flow-GRPO")):
+        rows.append((f"{name}, cloned" + (" planner" if system == "agentflow" else ""), [clones[system]]))
+        rows.append((f"{name}, cloned + {method} ({seeds} seed{'s' if seeds > 1 else ''})",
+                     [u for u in units if u["system"] == system]))
+    lines = ["| system | split | accuracy | tool calls / question | tool errors / question | invalid replies | "
+             "s / question (provisional) | training wall time |", "|---|---|---|---|---|---|---|---|"]
     for label, runs in rows:
+        train = (mean_std_cell([run["train_seconds"] / 60 for run in runs], percent=False) + " min"
+                 if "train_seconds" in runs[0] else "—")
         for split in SPLITS:
-            key = f"scripted/{split}" if runs and f"scripted/{split}" in runs[0] else f"x/{split}"
-            values = [run[key] for run in runs if key in run]
-            if not values:
-                continue
-            lines.append(f"| {label} | {split} | {mean_std_cell([v['accuracy'] for v in values])} | "
-                         f"{mean_std_cell([v['tool_calls'] for v in values], percent=False)} | {mean_std_cell([v['tool_errors'] for v in values], percent=False)} | "
-                         f"{mean_std_cell([v['invalid'] for v in values])} | {mean_std_cell([v['seconds'] for v in values], percent=False)} |")
+            values = [run[split] for run in runs]
+            cells = [mean_std_cell([v["accuracy"] for v in values]),
+                     *(mean_std_cell([v[key] for v in values], percent=False) for key in ("tool_calls", "tool_errors")),
+                     mean_std_cell([v["invalid"] for v in values]), mean_std_cell([v["seconds"] for v in values], percent=False)]
+            lines.append(f"| {label} | {split} | {' | '.join(cells)} | {train} |")
     return "\n".join(lines)
 
 
@@ -190,13 +215,16 @@ def main() -> None:
     out = args.out or Path(f"runs/bench-agentflow{'-quick' if args.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     scripted = cached_json(out / "scripted.json", lambda: scripted_unit(budget))
+    clones = {system: cached_json(out / system / "clone.json", lambda system=system: clone_unit(system, budget, out))
+              for system in SYSTEMS}
     units = []
     for seed in budget["seeds"]:
         for system in SYSTEMS:
-            units.append(cached_json(out / f"{system}-seed{seed}.json",
-                                lambda system=system, seed=seed: run_unit(system, seed, budget, out)))
+            name = f"grpo-lr{budget['lr']:g}-seed{seed}.json"
+            units.append(cached_json(out / system / name,
+                                     lambda system=system, seed=seed: run_unit(system, seed, clones[system], budget, out)))
             print(f"{system} seed {seed} done ({units[-1]['train_seconds'] / 60:.1f} min of training)", flush=True)
-    text = table(units, scripted, len(budget["seeds"]))
+    text = table(scripted, clones, units, len(budget["seeds"]))
     print(f"\nFactbookMath, {mode} budget {budget}:\n{text}")
     (out / "table.md").write_text(text + "\n", encoding="utf-8")
     examples = [u["example"] for u in units if "example" in u]
