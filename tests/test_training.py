@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -218,3 +219,21 @@ def test_loss_settings_are_built_by_name():
     assert (settings.clip_high, settings.dual_clip, settings.kl_coef) == (0.3, None, 0.02)
     with pytest.raises(TypeError):
         LossSettings(0.2, 0.28)  # keyword-only: a reordered field can never swap two settings
+
+
+@pytest.mark.parametrize("label", ["pass 1/2", ""])
+def test_optimise_shows_a_progress_bar_over_optimizer_steps_when_labelled(capsys, label):
+    from types import SimpleNamespace
+
+    from agentgym.trainers import update
+    from agentgym.trainers.samples import TurnSample
+
+    weight = torch.nn.Parameter(torch.ones(1))
+    optimizer = torch.optim.AdamW([weight], lr=0.1)
+    samples = [TurnSample([1], [2], [0.0], "text", 0) for _ in range(5)]
+    config = SimpleNamespace(epochs=1, minibatch_size=2, micro_batch_size=2, max_grad_norm=1.0)
+    update.optimise(samples, lambda micro: ((weight ** 2).sum(), {}), optimizer=optimizer,
+                    scheduler=update.cosine_schedule(optimizer, 1, 0.1, 0.2), config=config,
+                    rng=np.random.default_rng(0), progress=label)
+    shown = capsys.readouterr().err
+    assert ("pass 1/2" in shown and "/3" in shown) if label else shown == ""  # 5 samples: 3 steps of 2

@@ -207,7 +207,8 @@ def train_experience_model(config: ExperienceModelConfig, *, progress: bool = Tr
         timer = Timer()
         with timer("update"):
             row = update.optimise(samples, lambda micro: reply_loss(policy, micro), optimizer=optimizer,
-                                  scheduler=scheduler, config=one_pass, rng=np.random.default_rng(config.seed + epoch))
+                                  scheduler=scheduler, config=one_pass, rng=np.random.default_rng(config.seed + epoch),
+                                  progress=f"pass {epoch}/{config.epochs}" if progress else "")
         row.update(iteration=epoch, lr=scheduler.get_last_lr()[0], samples=len(samples),
                    update_tokens_per_s=row.pop("tokens") / max(timer.seconds["update"], 1e-9),
                    seconds_update=timer.seconds["update"])

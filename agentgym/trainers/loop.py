@@ -228,7 +228,7 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
                 with timer("update"):
                     loss_fn = functools.partial(algorithm.loss, policy, iteration=iteration)
                     row.update(update.optimise(samples, loss_fn, optimizer=optimizer, scheduler=scheduler,
-                                               config=config, rng=rng))
+                                               config=config, rng=rng, progress="update" if progress else ""))
                 row["lr"] = scheduler.get_last_lr()[0]
                 row["update_tokens_per_s"] = row.pop("tokens") / max(timer.seconds["update"], 1e-9)
                 row["samples"] = len(samples)

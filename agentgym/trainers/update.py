@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from agentgym.hf_policy import HFPolicy
 from agentgym.trainers import distributed
@@ -97,17 +98,20 @@ def minibatches(samples: Sequence[TurnSample], size: int, rng: np.random.Generat
 
 
 def optimise(samples: Sequence[TurnSample], loss_fn: LossFunction, *, optimizer: torch.optim.Optimizer,
-             scheduler: Any, config: Any, rng: np.random.Generator) -> dict[str, float]:
+             scheduler: Any, config: Any, rng: np.random.Generator, progress: str = "") -> dict[str, float]:
     """``config.epochs`` passes over the samples in shuffled minibatches of ``minibatch_size``; each
     minibatch is one optimizer step over micro-batches of ``micro_batch_size`` with accumulated
     gradients clipped to ``max_grad_norm``; the scheduler steps once per pass.
 
     ``loss_fn(micro)`` returns a micro-batch's loss and the values to log. Returns the sample-weighted
-    means of those values and of the loss, the last gradient norm, and the tokens processed.
+    means of those values and of the loss, the last gradient norm, and the tokens processed. A
+    ``progress`` label shows a bar over the optimizer steps (for updates long enough to need one).
     """
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, float] = {}
     result: dict[str, float] = {"tokens": 0}
+    steps = config.epochs * -(-len(samples) // config.minibatch_size)
+    bar = tqdm(total=steps, desc=progress, unit="step", leave=False, disable=not progress)
     for _ in range(config.epochs):
         for minibatch in minibatches(samples, config.minibatch_size, rng):
             optimizer.zero_grad(set_to_none=True)
@@ -123,7 +127,9 @@ def optimise(samples: Sequence[TurnSample], loss_fn: LossFunction, *, optimizer:
             distributed.sum_gradients(parameters)  # over ranks, before clipping: every rank takes the same step
             result["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm))
             optimizer.step()
+            bar.update()
         scheduler.step()
+    bar.close()
     totals = distributed.sum_values({**totals, "tokens": result.pop("tokens")})  # logs of every rank's share
     result["tokens"] = totals.pop("tokens")
     count = max(1, len(samples) * config.epochs)
