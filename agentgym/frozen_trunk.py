@@ -1,12 +1,14 @@
-"""Choice scoring with the frozen layers' output kept: each state runs through them once per run.
+"""Scoring with the frozen layers' output kept: each token sequence runs through them once per run.
 
 With LoRA on only the top layers (``lora_layers``), every layer below them — the *trunk* — is frozen:
 its output for a token sequence never changes during a run, and the adapter switched off (the KL
 reference) leaves it as it is. So a state's (prompt, candidates) runs through the trunk once, without
 gradients, and its output is kept: the rollout that scores the candidates keeps it
 (:meth:`HFPolicy.trunk_cache`), and the update's forward passes, every epoch and the reference pass, then
-run only the adapted top layers on it (``reuse_computation``, issue #27). The numbers are those of
-:meth:`HFPolicy.token_logprobs` up to float rounding.
+run only the adapted top layers on it (``reuse_computation``, issue #27). A text sample (prompt, reply)
+is the one-candidate case: cloning's second and later passes over the same data, and a text update's
+extra epochs, run only the top layers. The numbers are those of :meth:`HFPolicy.token_logprobs` up to
+float rounding.
 
 A state's prompt and its candidates run as one packed sequence, ``prompt + c1[:-1] + c2[:-1] + …``: each
 candidate token attends to the prompt and to its own earlier tokens, at the positions it would have after
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from agentgym.hf_policy import HFPolicy
 
 Key = tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]
+RESERVE_LIMIT = 2**30  # floats (4 GiB) a data set may reserve for its trunk output
 
 
 def choice_key(prompt_ids: Sequence[int], candidates: Sequence[Sequence[int]]) -> Key:
@@ -72,12 +75,19 @@ class TrunkCache:
     max_values: int = 64 * 2**20
     states: OrderedDict[Key, torch.Tensor] = field(default_factory=OrderedDict)
     values: int = 0  # floats held
+    hidden_size: int = 0  # floats per token of a kept output
 
     @classmethod
     def of(cls, model: Any) -> TrunkCache | None:
         """A cache for ``model``, or None when it has no frozen trunk to share."""
         depth = trunk_depth(model)
-        return cls(depth) if depth else None
+        return cls(depth, hidden_size=_parts(model)[0].config.hidden_size) if depth else None
+
+    def reserve(self, keys: Sequence[Key], *, limit: int = RESERVE_LIMIT) -> None:
+        """Raise the budget so every one of ``keys`` fits (up to ``limit`` floats): a fixed data set passed
+        over several times (cloning) then runs through the trunk once, not evicted between passes."""
+        needed = sum(packed_length(key) for key in keys) * self.hidden_size
+        self.max_values = max(self.max_values, min(needed, limit))
 
     def keep(self, key: Key, state: torch.Tensor, *, protect: Sequence[Key] = ()) -> None:
         """Keep ``key``'s trunk output, dropping the least recently used states (never those in
@@ -137,10 +147,11 @@ def _run_layers(decoder: Any, layers: Sequence[Any], hidden: torch.Tensor, packe
     return hidden
 
 
-def choice_logprobs(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *,
-                    grad: bool = True) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
-    """Per-token log-probs and entropies (at temperature 1) of each key's candidates after its prompt,
-    nested ``[key][candidate]`` like :meth:`HFPolicy.token_logprobs`; each distinct key runs once.
+def choice_logprobs(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *, grad: bool = True,
+                    temperature: float = 1.0) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+    """Per-token log-probs and entropies (under ``softmax(logits / temperature)``) of each key's candidates
+    after its prompt, nested ``[key][candidate]`` like :meth:`HFPolicy.token_logprobs`; each distinct key
+    runs once.
 
     ``cache`` holds the trunk's output of keys already run; the keys missing from it are run through the
     trunk here, without gradients, and kept.
@@ -167,7 +178,7 @@ def choice_logprobs(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *,
                                           hidden, packed))
         rows = torch.tensor([row for row, q in enumerate(packed.queries) for c in q for _ in c])
         columns = torch.tensor([p for q in packed.queries for c in q for p in c])
-        log_p, entropy = log_softmax_entropy(head(hidden[rows, columns]).float())
+        log_p, entropy = log_softmax_entropy(head(hidden[rows, columns]).float(), temperature)
         tokens = torch.tensor([t for _, candidates in distinct for c in candidates for t in c])
         picked = log_p.gather(1, tokens[:, None])[:, 0]
         cursor = 0

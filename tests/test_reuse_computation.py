@@ -139,6 +139,16 @@ def test_the_kept_trunk_output_stays_within_its_budget_and_keeps_what_is_in_use(
     assert list(cache.states) == keys[1:3] and cache.values == 80
     cache.keep(keys[3], torch.zeros(40), protect=[keys[1], keys[3]])
     assert list(cache.states) == [keys[1], keys[3]]
+    # A data set passed over several times reserves room for all of it (4 keys of 1 token × 8 floats),
+    # within a limit; a budget already larger stays.
+    sized = frozen_trunk.TrunkCache(depth=1, max_values=10, hidden_size=8)
+    sized.reserve(keys)
+    assert sized.max_values == 32
+    sized.reserve(keys[:1])
+    assert sized.max_values == 32
+    limited = frozen_trunk.TrunkCache(depth=1, max_values=10, hidden_size=8)
+    limited.reserve(keys, limit=20)
+    assert limited.max_values == 20
 
 
 def test_nothing_is_shared_when_every_layer_trains_or_the_architecture_is_not_known(monkeypatch):
@@ -159,3 +169,64 @@ def test_packed_candidates_see_the_prompt_and_only_their_own_tokens():
     sees = packed.mask[0, 0]
     assert sees[5].tolist() == [True, True, True, False, False, True]  # candidate 2 skips candidate 1
     assert sees[4].tolist() == [True, True, True, True, True, False]
+
+
+def text_batch(policy: HFPolicy, trunk_cache: frozen_trunk.TrunkCache | None) -> list[TurnSample]:
+    """Four text samples: replies of different lengths after two prompts, one (prompt, reply) repeated."""
+    samples = []
+    for index, (room, reply, advantage) in enumerate([(1, "take coin", 1.0), (2, "go north then east", -0.5),
+                                                       (1, "look", 0.3), (1, "take coin", -1.0)]):
+        response = policy.reply_ids(reply)
+        samples.append(TurnSample(policy.prompt_ids(request(room).messages), response, [-0.5] * len(response), "text",
+                                  index, advantage=advantage, old_entropies=[1.0] * len(response),
+                                  trunk_cache=trunk_cache))
+    return samples
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_text_samples_through_the_kept_trunk_give_the_full_models_loss_and_gradients(temperature):
+    policy = adapted_policy()
+    settings = update.LossSettings(temperature=temperature)
+    results = []
+    cache = frozen_trunk.TrunkCache.of(policy.model)
+    for trunk_cache in (None, cache, cache):  # the full model; the trunk run and kept; the kept output reused
+        policy.model.zero_grad()
+        terms = update.policy_loss_terms(policy, text_batch(policy, trunk_cache), settings)
+        update.policy_loss(terms, settings).backward()
+        results.append(({k: float(v.detach()) for k, v in update.loggable(terms).items()},
+                        [p.grad.clone() for p in policy.model.parameters() if p.requires_grad]))
+        if trunk_cache is not None:
+            assert len(cache.states) == 3  # the repeated (prompt, reply) ran once, and nothing ran again
+    full_terms, full_grads = results[0]
+    for trunk_terms, trunk_grads in results[1:]:
+        for key, value in full_terms.items():
+            assert trunk_terms[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+        for full, trunk in zip(full_grads, trunk_grads):
+            assert torch.allclose(full, trunk, rtol=1e-3, atol=1e-6)
+    assert any(g.abs().sum() > 0 for g in full_grads)
+
+
+def test_cloning_runs_each_sample_through_the_frozen_layers_once_over_all_passes(tmp_path, monkeypatch):
+    from agentgym.trainers import sft
+
+    kept: list[frozen_trunk.Key] = []
+    keep = frozen_trunk.TrunkCache.keep
+    monkeypatch.setattr(frozen_trunk.TrunkCache, "keep",
+                        lambda self, key, state, **kw: (kept.append(key), keep(self, key, state, **kw))[1])
+    settings = dict(env_id="agentgym/TextWorld-CoinCollector-v0", env_kwargs={"max_turns": 4}, task_filter="level2-",
+                    model="tiny", lora_rank=4, lora_layers=1, mode="generate", lr=1e-2, collect_episodes=3,
+                    iterations=3, minibatch_size=4, micro_batch_size=2, eval_every=0, eval_before=False,
+                    eval_split="dev", eval_episodes=1, num_envs=2, seed=0)
+    losses = {}
+    for reuse in (True, False):
+        kept.clear()
+        result = sft.train(sft.SFTConfig(**settings, reuse_computation=reuse, output_dir=str(tmp_path / str(reuse))),
+                           progress=False)
+        rows = [row for row in result["rows"] if "loss" in row]
+        losses[reuse] = [row["loss"] for row in rows]
+        if reuse:
+            assert len(kept) == len(set(kept)) == rows[0]["samples"]  # every sample once, in the first pass only
+        else:
+            assert not kept
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    assert losses[True][-1] < losses[True][0]  # it learns: the passes differ, and the kept output served them all

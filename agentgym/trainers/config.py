@@ -85,7 +85,7 @@ class LLMConfig(Settings):
     choice_temperature: float = 1.0  # temperature of the softmax over admissible actions
     max_new_tokens: int = 24  # reply budget in generate mode
     layout: str = "per-turn"  # per-turn: a sample per turn | episode: one concatenated sequence per episode
-    reuse_computation: bool = True  # same maths, less compute: rollouts score a repeated choice state once while the weights are unchanged; updates run the frozen layers below lora_layers once per distinct choice state
+    reuse_computation: bool = True  # same maths, less compute: rollouts score a repeated choice state once while the weights are unchanged; updates run the frozen layers below lora_layers once per distinct choice state or (prompt, reply)
     sampler: str = ""  # who samples rollouts: "" the trained model | vllm (a vLLM server started here) | vllm@URL/v1
     sampler_sync: str = "weights"  # vllm weight sync after each update: weights (merged, reloaded) | lora (new adapter version)
 

@@ -39,7 +39,7 @@ from agentgym.trainers.logprobs import sample_logprobs
 from agentgym.trainers.losses import aggregate
 from agentgym.trainers.model import build_policy
 from agentgym.trainers.run import Run, Timer
-from agentgym.trainers.samples import TurnSample
+from agentgym.trainers.samples import TurnSample, reserve_trunk
 
 NOT_RECORDED = "(not recorded)"  # a turn record's last next state (see agentgym.synthetic.buffer.transitions_of)
 
@@ -135,7 +135,8 @@ def add_rationales(teacher: str, transitions: list[Transition]) -> None:
 def example_samples(policy: HFPolicy, settings: ExperienceSettings, buffer: ReplayBuffer,
                     transitions: list[Transition]) -> list[TurnSample]:
     """One sample per transition — its step prompt and the reply the model should write — and one per
-    episode start for first states written by the model."""
+    episode start for first states written by the model; every pass after the first runs only the layers
+    above the frozen ones on them (the policy's kept trunk output, sized to hold them all)."""
     samples = []
     for transition in transitions:
         prompt = transition_prompt(settings, buffer, transition)
@@ -146,12 +147,14 @@ def example_samples(policy: HFPolicy, settings: ExperienceSettings, buffer: Repl
             start = fmt.render_initial_prompt(transition.instruction, [(d.instruction, d.state, d.actions) for d in demos],
                                               settings.demo_chars)
             samples.append(_sample(policy, start, fmt.render_initial(transition.state, transition.actions)))
+    reserve_trunk(samples)
     return samples
 
 
 def _sample(policy: HFPolicy, messages: list[dict[str, str]], reply: str) -> TurnSample:
     response = policy.reply_ids(reply)
-    return TurnSample(policy.prompt_ids(messages), response, [0.0] * len(response), "text", 0, advantage=1.0)
+    return TurnSample(policy.prompt_ids(messages), response, [0.0] * len(response), "text", 0, advantage=1.0,
+                      trunk_cache=policy.trunk_cache())
 
 
 def reply_loss(policy: HFPolicy, micro: list[TurnSample]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -192,7 +195,7 @@ def train_experience_model(config: ExperienceModelConfig, *, progress: bool = Tr
     samples = example_samples(policy, settings, buffer, examples)
     parameters = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    optimizer.register_step_post_hook(lambda *_: policy.weights_changed())
+    optimizer.register_step_post_hook(lambda *_: policy.weights_changed(trainable_only=True))
     scheduler = update.cosine_schedule(optimizer, config.epochs, config.warmup_ratio, config.min_lr_ratio)
     start, before = 0, None
     if config.resume:

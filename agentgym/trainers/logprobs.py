@@ -2,7 +2,7 @@
 
 The numbers come from :class:`~agentgym.hf_policy.HFPolicy`'s own scoring (``token_logprobs`` and
 ``sequence_logprobs``), the same code that computed them at sampling time, so a ratio of 1 means
-"unchanged policy" to the last bit. The exception is choice samples that share a frozen trunk
+"unchanged policy" to the last bit. The exception is samples that share a frozen trunk
 (``reuse_computation``, :mod:`agentgym.frozen_trunk`): the same numbers computed in another
 order, equal to float rounding (~1e-6).
 """
@@ -44,17 +44,21 @@ def sample_logprobs(policy: HFPolicy, samples: Sequence[TurnSample], *, temperat
     choice = [i for i, s in enumerate(samples) if s.mode == "choice"]
     episode = [i for i, s in enumerate(samples) if s.mode == "episode"]
     if text:
-        token_logps, token_entropies = policy.token_logprobs(
-            [samples[i].prompt_ids for i in text], [[samples[i].response_ids] for i in text],
-            temperature=temperature, grad=grad)
+        trunk_cache = samples[text[0]].trunk_cache
+        if trunk_cache is not None:  # a (prompt, reply) is a state with one candidate
+            token_logps, token_entropies = frozen_trunk.choice_logprobs(
+                policy, [samples[i].trunk_key for i in text], trunk_cache, grad=grad, temperature=temperature)
+        else:
+            token_logps, token_entropies = policy.token_logprobs(
+                [samples[i].prompt_ids for i in text], [[samples[i].response_ids] for i in text],
+                temperature=temperature, grad=grad)
         for i, lp, ent in zip(text, token_logps, token_entropies):
             logps[i], entropies[i] = lp[0], ent[0]
     if choice:
         trunk_cache = samples[choice[0]].trunk_cache
         if trunk_cache is not None:
-            token_logps, _ = frozen_trunk.choice_logprobs(policy, [frozen_trunk.choice_key(samples[i].prompt_ids,
-                                                                                           samples[i].candidates)
-                                                                   for i in choice], trunk_cache, grad=grad)
+            token_logps, _ = frozen_trunk.choice_logprobs(policy, [samples[i].trunk_key for i in choice], trunk_cache,
+                                                          grad=grad)
         else:
             token_logps, _ = policy.token_logprobs(
                 [samples[i].prompt_ids for i in choice], [samples[i].candidates for i in choice], grad=grad)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from agentgym.frozen_trunk import TrunkCache
+from agentgym.frozen_trunk import Key, TrunkCache, choice_key
 from agentgym.hf_policy import HFPolicy
 from agentgym.records import Trajectory, Turn
 from agentgym.trainers.advantages import TurnStats
@@ -43,7 +43,7 @@ class TurnSample:
     token_advantages: list[float] | None = None
     old_value: float = 0.0  # value-head estimate at rollout time (PPO)
     value_target: float = 0.0  # the return the value head regresses to (PPO)
-    trunk_cache: TrunkCache | None = None  # the policy's kept frozen-layer output (choice samples)
+    trunk_cache: TrunkCache | None = None  # the policy's kept frozen-layer output (choice and text samples)
 
     @property
     def advantages(self) -> list[float]:
@@ -51,6 +51,20 @@ class TurnSample:
         if self.token_advantages is not None:
             return list(self.token_advantages)
         return [self.advantage] * len(self.old_logprobs)
+
+    @property
+    def trunk_key(self) -> Key:
+        """What identifies this sample's pass through the frozen trunk: a choice state, or a text sample's
+        (prompt, reply) as a state with one candidate."""
+        return choice_key(self.prompt_ids, self.candidates if self.mode == "choice" else [self.response_ids])
+
+
+def reserve_trunk(samples: Sequence[TurnSample]) -> None:
+    """Let the kept trunk output hold every one of ``samples`` — a fixed data set passed over more than once
+    (cloning, the experience model) — so each runs through the frozen layers once in the run."""
+    cache = next((s.trunk_cache for s in samples if s.trunk_cache is not None), None)
+    if cache is not None:
+        cache.reserve([s.trunk_key for s in samples if s.trunk_cache is cache])
 
 
 def all_turns(trajectories: Sequence[Trajectory]) -> list[Turn]:
@@ -84,9 +98,9 @@ def _trainable_turns(trajectories: Sequence[Trajectory], advantages: Sequence[fl
 def turn_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantages: Sequence[float], *,
                  share_trunk: bool = False) -> list[TurnSample]:
     """Per-turn layout: one sample per turn with its advantage (``advantages`` in :func:`turn_stats` order).
-    With ``share_trunk`` and frozen bottom layers, the choice samples use the policy's kept output of those
-    layers (filled by the rollouts), so the update runs them at most once per distinct state
-    (:mod:`agentgym.frozen_trunk`)."""
+    With ``share_trunk`` and frozen bottom layers, the samples use the policy's kept output of those layers
+    (filled by the rollouts' choice scoring, or by the first pass over a sample), so updates run them at
+    most once per distinct state or (prompt, reply) (:mod:`agentgym.frozen_trunk`)."""
     trunk_cache = policy.trunk_cache() if share_trunk else None
     samples = []
     for turn, advantage in zip(_trainable_turns(trajectories, advantages), advantages):
@@ -106,7 +120,7 @@ def turn_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, advantage
         else:
             samples.append(TurnSample(turn.prompt_token_ids, turn.action_token_ids, list(turn.action_logprobs),
                                       "text", turn.turn_index, advantage=float(advantage),
-                                      old_entropies=list(turn.action_entropies or [])))
+                                      old_entropies=list(turn.action_entropies or []), trunk_cache=trunk_cache))
     return samples
 
 

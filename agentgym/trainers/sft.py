@@ -37,7 +37,7 @@ from agentgym.trainers.heldout import matching_tasks
 from agentgym.trainers.logprobs import sample_logprobs
 from agentgym.trainers.loop import Algorithm, Rollouts
 from agentgym.trainers.losses import aggregate
-from agentgym.trainers.samples import TurnSample, layout_samples
+from agentgym.trainers.samples import TurnSample, layout_samples, reserve_trunk
 
 
 @dataclass
@@ -78,9 +78,11 @@ def tokenized(trajectory: Trajectory, policy: HFPolicy, mode: str) -> Trajectory
 
 
 def training_samples(trajectories: Sequence[Trajectory], policy: HFPolicy, config: SFTConfig) -> list[TurnSample]:
-    """Every turn of the trajectories as a sample with weight 1, in the run's layout."""
+    """Every turn of the trajectories as a sample with weight 1, in the run's layout (sharing the frozen
+    layers' output across passes with ``reuse_computation``)."""
     ready = [tokenized(t, policy, config.mode) for t in trajectories]
-    return layout_samples(ready, policy, [1.0] * sum(len(t.turns) for t in ready), config.layout)
+    return layout_samples(ready, policy, [1.0] * sum(len(t.turns) for t in ready), config.layout,
+                          share_trunk=config.reuse_computation)
 
 
 def rejection_filter(trajectories: Sequence[Trajectory], threshold: float) -> list[Trajectory]:
@@ -124,6 +126,7 @@ class BehaviourCloning(Algorithm):
     def prepare(self, rollouts: Rollouts) -> None:
         self.expert = load_expert(self.config, rollouts.engine)
         self.expert_samples = training_samples(self.expert, rollouts.policy, self.config)  # the data does not change
+        reserve_trunk(self.expert_samples)
 
     def collect(self, rollouts: Rollouts, iteration: int, row: dict[str, Any]) -> list[Trajectory]:
         kept = []
