@@ -90,11 +90,11 @@ def trained_policy(adapters: list[str]) -> Policy:
 
 
 def settings(system: str, seed: int) -> dict[str, Any]:
-    """The settings every stage of ``system`` shares (dev evaluations inside training are off: the held-out
-    evaluations below are the measurement)."""
+    """The settings every stage of ``system`` shares (the stages' own evaluations are cut to 2 dev episodes
+    after training: the held-out evaluations below are the measurement)."""
     env_id, history, _ = SYSTEMS[system]
     return dict(MODEL, env_id=env_id, history_window=history, seed=seed, eval_split="dev", eval_episodes=2,
-                eval_every=0)
+                eval_every=0, eval_before=False)
 
 
 def evaluate_adapters(system: str, adapters: list[Path], budget: dict[str, Any]) -> dict[str, Any]:
