@@ -409,6 +409,26 @@ def test_dreamgym_trains_in_the_synthetic_env_then_the_real_one_and_evaluates_on
     assert "agentgym/Synthetic-TextWorld-CoinCollector-v0" in report and "generated tasks" in report
 
 
+def test_dreamgym_trains_its_experience_model_first_then_reuses_the_finished_stage(tmp_path, coin_buffer, monkeypatch):
+    from agentgym.trainers import dreamgym
+
+    handed = []  # the policy stage's settings, as the loop would get them
+    monkeypatch.setattr(dreamgym.loop, "train", lambda trainer, progress: handed.append(trainer.config) or {})
+    stage = {"model": "tiny", "lora_rank": 0, "data": [coin_buffer], "eval_transitions": 0, "max_examples": 4,
+             "epochs": 1, "max_new_tokens": 8, "output_dir": str(tmp_path / "shared-model")}
+    config = dreamgym.DreamGymConfig(env_id=COIN, model="tiny", output_dir=str(tmp_path / "policy"),
+                                     experience_model_training=stage)
+    dreamgym.train(config, progress=False)
+    folder = tmp_path / "shared-model"  # the stage's own output_dir, not policy/experience-model
+    assert (folder / "final" / paths.SETTINGS_FILE).is_file() and not (tmp_path / "policy" / "experience-model").exists()
+    assert handed[0].experience_model["backend"] == f"hf:{folder / 'final'}"  # lora_rank 0: the whole model
+    assert handed[0].buffer == str(folder / "buffer.jsonl")
+    # A second run (another policy seed, say) reuses the finished experience model instead of training again.
+    monkeypatch.setattr(dreamgym, "train_experience_model", lambda *a, **k: pytest.fail("retrained a finished stage"))
+    dreamgym.train(dataclasses.replace(config, seed=1), progress=False)
+    assert handed[1].experience_model == handed[0].experience_model
+
+
 def test_trainer_settings_are_documented_and_checked(capsys):
     from agentgym.cli import main
     from agentgym.trainers.config import setting_help

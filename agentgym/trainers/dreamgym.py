@@ -48,7 +48,7 @@ class SyntheticExperienceConfig(Settings):
 
     real_iterations: int = 0  # the last iterations roll out in the real env (sim-to-real); the others in the synthetic env
     experience_model: dict[str, Any] = field(default_factory=dict)  # its settings (backend, adapter, retrieval_k...); empty: env_id's installed model, else the prompted embedded one
-    experience_model_training: dict[str, Any] = field(default_factory=dict)  # settings of a trainer: experience_model run made first (output_dir/experience-model/) whose adapter is then the experience model
+    experience_model_training: dict[str, Any] = field(default_factory=dict)  # settings of a trainer: experience_model run made first (in its own output_dir, default output_dir/experience-model/; reused once finished) whose adapter is then the experience model
     buffer: str = ""  # replay buffer file of real transitions (empty: the training run's, else env_id's default buffer)
     initial_state: str = "real"  # real: first states from the real env's reset | model: written by the experience model
     generated_share: float = 0.25  # λ: at most this share of an iteration's tasks are generated ones
@@ -203,10 +203,11 @@ def train(config: DreamGymConfig, *, progress: bool = True) -> dict[str, Any]:
     """Train with DreamGym, after training its experience model when ``experience_model_training`` asks:
     returns the held-out metrics (real env) before and after, the report's path and the metrics rows."""
     if config.experience_model_training:
-        folder = Path(config.output_dir) / "experience-model"
-        stage = {"env_id": config.env_id, "seed": config.seed, **config.experience_model_training,
-                 "output_dir": str(folder)}
-        if not (folder / "final" / paths.SETTINGS_FILE).is_file():
+        stage = {"env_id": config.env_id, "seed": config.seed,
+                 "output_dir": str(Path(config.output_dir) / "experience-model"), **config.experience_model_training}
+        folder = Path(stage["output_dir"])
+        if not (folder / "final" / paths.SETTINGS_FILE).is_file():  # a finished stage is reused, as a pipeline's
+            stage.setdefault("resume", (folder / "checkpoint.pt").is_file())  # an interrupted one continues
             train_experience_model(make_config(ExperienceModelConfig, stage), progress=progress)
         config = dataclasses.replace(config, buffer=config.buffer or str(folder / "buffer.jsonl"),
                                      experience_model={**paths.trained_settings(folder / "final"),
