@@ -490,6 +490,7 @@ class RolloutEngine:
     ) -> list[Trajectory]:
         """Run every episode to its end and return the trajectories in the order of ``episodes``.
 
+        ``progress`` shows a bar of finished episodes and turns played (a string labels it).
         ``on_turn(turn, observation)`` is called after every step with the observation it led to;
         ``on_trajectory(trajectory)`` when an episode ends.
         """
@@ -498,6 +499,7 @@ class RolloutEngine:
         finished: dict[str, Trajectory] = {}
         bar = tqdm(total=len(episodes), desc=progress if isinstance(progress, str) else "episodes",
                    disable=not progress, unit="ep")
+        turns = 0  # shown beside the episodes: parallel episodes tend to finish together, late
         try:
             while pending or live:
                 self._start_episodes(live, pending, policy)
@@ -509,6 +511,8 @@ class RolloutEngine:
                                        f"{len(slots)} requests.")
                 actions = [self.parser.parse(g.text, r.admissible_actions) for g, r in zip(generations, requests)]
                 results = self.pool.step(list(zip(slots, actions)))
+                turns += len(slots)
+                bar.set_postfix(turns=turns, refresh=False)
                 for slot, request, generation, action, result in zip(slots, requests, generations, actions, results):
                     episode = live[slot]
                     observation, reward, terminated, truncated, info = result

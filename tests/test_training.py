@@ -237,3 +237,13 @@ def test_optimise_shows_a_progress_bar_over_optimizer_steps_when_labelled(capsys
                     rng=np.random.default_rng(0), progress=label)
     shown = capsys.readouterr().err
     assert ("pass 1/2" in shown and "/3" in shown) if label else shown == ""  # 5 samples: 3 steps of 2
+
+
+def test_a_run_shows_bars_over_its_rollouts_and_held_out_evaluations_only_when_asked(tmp_path, capsys):
+    config = GRPOConfig(**{**ONE_TURN_COIN, "eval_episodes": 3}, iterations=1, output_dir=str(tmp_path))
+    train(dataclasses.replace(config, output_dir=str(tmp_path / "quiet")), progress=False)
+    assert capsys.readouterr().err == ""
+    train(config, progress=True)
+    shown = capsys.readouterr().err
+    assert "rollout" in shown and "16/16" in shown and "turns=16" in shown  # 4 tasks × 4 one-turn episodes
+    assert "held-out dev" in shown and "3/3" in shown

@@ -249,7 +249,7 @@ class RegionConsistency(PolicyGradient):
         self.answered = []
         plan = engine.plan(task_ids=self.instructions(rollouts.task_ids, iteration), seed=iteration,
                            run_id=f"it{iteration}")
-        trajectories = engine.run(sampler, plan,
+        trajectories = engine.run(sampler, plan, progress="rollout" if rollouts.progress else False,
                                   on_turn=lambda turn, _: self.answered.append((turn, *sampler.drawn.popleft())))
         return trajectories
 

@@ -40,16 +40,19 @@ def task_order(count: int, seed: int, iteration: int) -> np.ndarray:
     return np.random.default_rng(seed * 1_000_003 + iteration).permutation(count)
 
 
-def evaluate_policy(policy: Policy, engine: RolloutEngine, config: RunConfig) -> dict[str, float]:
+def evaluate_policy(policy: Policy, engine: RolloutEngine, config: RunConfig, *,
+                    progress: bool | str = False) -> dict[str, float]:
     """Held-out metrics (``eval_*``) on the same tasks every time (a fixed sample of the evaluation split)."""
     ids = matching_tasks(engine, config)
     picked = np.random.default_rng(EVAL_SEED).permutation(len(ids))[: config.eval_episodes]
-    trajectories = engine.run(policy, engine.plan(task_ids=[ids[i] for i in picked], seed=EVAL_SEED, run_id="eval"))
+    trajectories = engine.run(policy, engine.plan(task_ids=[ids[i] for i in picked], seed=EVAL_SEED, run_id="eval"),
+                              progress=progress)
     return {f"eval_{key}": value for key, value in episode_metrics(trajectories).items()}
 
 
-def evaluate_before(policy: Policy, engine: RolloutEngine, config: RunConfig) -> dict[str, float]:
+def evaluate_before(policy: Policy, engine: RolloutEngine, config: RunConfig, *,
+                    progress: bool | str = False) -> dict[str, float]:
     """The held-out metrics before training, with a random policy's success on the same tasks for scale."""
-    before = evaluate_policy(policy, engine, config)
+    before = evaluate_policy(policy, engine, config, progress=progress)
     before["random_success_rate"] = evaluate_policy(RandomPolicy(seed=config.seed), engine, config)["eval_success_rate"]
     return before

@@ -49,6 +49,7 @@ class Rollouts:
     task_ids: list[str]
     config: RunConfig
     sampler: Policy | None = None  # plays the rollouts instead of ``policy`` (a vLLM engine with synced weights)
+    progress: bool = False  # show a bar over each round's episodes
 
     def groups(self, iteration: int, round_index: int = 0) -> list[Trajectory]:
         """``tasks_per_iteration`` groups of ``group_size`` episodes, each group on one train task: the
@@ -60,7 +61,7 @@ class Rollouts:
             return []
         plan = self.engine.plan(task_ids=[self.task_ids[i] for i in wanted], group_size=config.group_size,
                                 run_id=f"it{iteration}r{round_index}", seed=iteration)
-        return self.engine.run(self.sampler or self.policy, plan)
+        return self.engine.run(self.sampler or self.policy, plan, progress="rollout" if self.progress else False)
 
 
 class Algorithm:
@@ -199,10 +200,11 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
     sampler = None
     try:
         sampler = build_sampler(config, policy, start)  # a vLLM engine holding the current weights, or None
-        rollouts = Rollouts(engine, policy, heldout.matching_tasks(engine, config), config, sampler)
+        rollouts = Rollouts(engine, policy, heldout.matching_tasks(engine, config), config, sampler, progress)
+        evaluating = f"held-out {config.eval_split}" if progress else False
         algorithm.prepare(rollouts)
         if before is None:
-            before = heldout.evaluate_before(policy, evaluator, config) if config.eval_before else {}
+            before = heldout.evaluate_before(policy, evaluator, config, progress=evaluating) if config.eval_before else {}
             if before:
                 run.metrics.log({"iteration": 0, **before})
         for iteration in range(start + 1, config.iterations + 1):
@@ -238,7 +240,7 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
             # 4. Held-out evaluation when due (same template and parser), metrics, checkpoint.
             if config.eval_every and iteration % config.eval_every == 0 and iteration != config.iterations:
                 with timer("eval"):
-                    row.update(heldout.evaluate_policy(policy, evaluator, config))
+                    row.update(heldout.evaluate_policy(policy, evaluator, config, progress=evaluating))
             row.update({f"seconds_{phase}": seconds for phase, seconds in timer.seconds.items()})
             run.metrics.log(row)
             if progress:
@@ -247,7 +249,7 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
                                 rng_states={"policy": policy.rng_state()},
                                 state={"before": before, "algorithm": algorithm.state(), "episodes": played})
             done = iteration
-        after = heldout.evaluate_policy(policy, evaluator, config)
+        after = heldout.evaluate_policy(policy, evaluator, config, progress=evaluating)
     finally:
         engine.close()
         evaluator.close()
