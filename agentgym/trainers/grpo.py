@@ -82,6 +82,8 @@ class GroupRelative(PolicyGradient):
             kept += informative_groups(batch) if config.dynamic_sampling else batch
             if len({t.group_id for t in kept}) >= config.tasks_per_iteration:
                 break
+            if rollouts.episodes_left is not None and len(trajectories) >= rollouts.episodes_left:
+                break  # an equal-budget run: extra rounds never play past max_episodes
         row.update({f"train_{k}": v for k, v in episode_metrics(trajectories).items()})
         row["train_episodes"] = len(trajectories)  # every episode played, kept or not (max_episodes)
         row["train_groups_kept"] = len({t.group_id for t in kept})

@@ -50,6 +50,7 @@ class Rollouts:
     config: RunConfig
     sampler: Policy | None = None  # plays the rollouts instead of ``policy`` (a vLLM engine with synced weights)
     progress: bool = False  # show a bar over each round's episodes
+    episodes_left: int | None = None  # of the run's max_episodes budget (None: no budget); extra rounds stop at 0
 
     def groups(self, iteration: int, round_index: int = 0) -> list[Trajectory]:
         """``tasks_per_iteration`` groups of ``group_size`` episodes, each group on one train task: the
@@ -213,6 +214,7 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
                       f"(max_episodes={config.max_episodes}).", flush=True)
                 break
             timer, row = Timer(), {"iteration": iteration}
+            rollouts.episodes_left = config.max_episodes - played if config.max_episodes else None
             distributed.seed_rank(policy, config.seed, iteration)  # ranks other than 0 sample their own streams
             # 1. The iteration's trajectories (rollouts of the current policy, or data).
             with timer("rollout"):
