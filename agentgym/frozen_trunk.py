@@ -6,9 +6,9 @@ reference) leaves it as it is. So a state's (prompt, candidates) runs through th
 gradients, and its output is kept: the rollout that scores the candidates keeps it
 (:meth:`HFPolicy.trunk_cache`), and the update's forward passes, every epoch and the reference pass, then
 run only the adapted top layers on it (``reuse_computation``, issue #27). A text sample (prompt, reply)
-is the one-candidate case: cloning's second and later passes over the same data, and a text update's
-extra epochs, run only the top layers. The numbers are those of :meth:`HFPolicy.token_logprobs` up to
-float rounding.
+is the one-candidate case: free generation inside :meth:`HFPolicy.keeping_trunk` (a training rollout)
+keeps it for each reply it samples (:class:`TrunkTap`), and cloning keeps it at its first pass, so the update
+runs only the top layers. The numbers are those of :meth:`HFPolicy.token_logprobs` up to float rounding.
 
 A state's prompt and its candidates run as one packed sequence, ``prompt + c1[:-1] + c2[:-1] + …``: each
 candidate token attends to the prompt and to its own earlier tokens, at the positions it would have after
@@ -104,6 +104,30 @@ class TrunkCache:
     def clear(self) -> None:
         self.states.clear()
         self.values = 0
+
+
+class TrunkTap:
+    """Holds the trunk's output (the last frozen layer's hidden states) of the model's latest forward pass
+    until it is taken: free generation reads it after its prompt pass and after every decoding step, so the
+    (prompt, reply) it samples keeps its trunk output for the update (:meth:`HFPolicy.keeping_trunk`)."""
+
+    def __init__(self, model: Any, depth: int):
+        self.latest: torch.Tensor | None = None
+        self._handle = _parts(model)[0].layers[depth - 1].register_forward_hook(self._record)
+
+    def _record(self, module: Any, inputs: Any, output: Any) -> None:
+        self.latest = (output[0] if isinstance(output, tuple) else output).detach()
+
+    def take(self) -> torch.Tensor:
+        """The latest pass's trunk output, ``(rows, tokens, hidden)``; it is not held after this."""
+        latest, self.latest = self.latest, None
+        if latest is None:
+            raise RuntimeError("No forward pass ran since the trunk output was last taken.")
+        return latest
+
+    def close(self) -> None:
+        self._handle.remove()
+        self.latest = None
 
 
 @dataclass

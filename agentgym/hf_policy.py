@@ -141,6 +141,8 @@ class HFPolicy(Policy):
         self._generator.manual_seed(seed if seed is not None else torch.seed())
         self._prefix_tokens: tuple[int, ...] = ()
         self._prefix: DynamicCache | None = None
+        self._prefix_trunk: torch.Tensor | None = None  # the kept prefix's trunk output, when it was recorded
+        self._tap: Any = None  # a frozen_trunk.TrunkTap while keeping_trunk() is open
         self._reference: Any = None  # see keep_reference()
         self.reuse_scores = reuse_scores
         self._scores: OrderedDict[tuple, tuple[list[list[float]], list[list[float]]]] = OrderedDict()
@@ -210,7 +212,7 @@ class HFPolicy(Policy):
         dropped, and the frozen layers' kept output too unless ``trainable_only`` (an optimizer step
         changes only the trainable weights). Trainers call it after every optimizer step; call it yourself
         if you change ``model``'s weights another way."""
-        self._prefix_tokens, self._prefix = (), None
+        self._prefix_tokens, self._prefix, self._prefix_trunk = (), None, None
         self._scores.clear()
         if not trainable_only and self._trunk:
             self._trunk.clear()
@@ -225,6 +227,27 @@ class HFPolicy(Policy):
         if self._trunk is None:
             self._trunk = (frozen_trunk.TrunkCache.of(self.model) if self.reuse_scores else None) or False
         return self._trunk or None
+
+    @contextlib.contextmanager
+    def keeping_trunk(self) -> Iterator[None]:
+        """While open, free generation keeps each (prompt, reply)'s frozen-layer output in
+        :meth:`trunk_cache`, as choice scoring always does: the update on those replies then runs only the
+        adapted top layers. Training rollouts open it; evaluations do not (their replies are never trained
+        on). Without a trunk cache it does nothing."""
+        from agentgym import frozen_trunk
+
+        cache = self.trunk_cache()
+        if cache is None or self._tap is not None:
+            yield
+            return
+        if self._prefix is not None and self._prefix_trunk is None:  # kept before: its trunk output is unknown
+            self._prefix_tokens, self._prefix = (), None
+        self._tap = frozen_trunk.TrunkTap(self.model, cache.depth)
+        try:
+            yield
+        finally:
+            self._tap.close()
+            self._tap = None
 
     def _shared_prefix(self, prompts: Sequence[list[int]], *, keep: bool = True) -> tuple[int, DynamicCache | None]:
         """How many leading tokens every prompt shares with the kept prefix, and that prefix's cache.
@@ -251,13 +274,19 @@ class HFPolicy(Policy):
         if start == target == len(kept):
             return target, self._prefix
         base = None
+        trunk = self._prefix_trunk[:start] if self._prefix_trunk is not None else None
         if start:
             base = _select_rows(self._prefix, torch.zeros(1, dtype=torch.long), length=start)
         if target > start:
             out = self.model(input_ids=torch.tensor([first[start:target]]), past_key_values=base,
                              position_ids=torch.arange(start, target)[None], use_cache=True, logits_to_keep=1)
             base = out.past_key_values
-        self._prefix_tokens, self._prefix = tuple(first[:target]), base
+            added = self._tap.take()[0] if self._tap is not None else None
+            if added is None or (start and trunk is None):
+                trunk = None  # not recorded: generation keeps nothing that needs this prefix
+            else:
+                trunk = torch.cat([trunk, added]) if start else added
+        self._prefix_tokens, self._prefix, self._prefix_trunk = tuple(first[:target]), base, trunk
         return target, base
 
     # ------------------------------------------------------------------ free generation
@@ -280,6 +309,10 @@ class HFPolicy(Policy):
         prompt_ids = [self.prompt_ids(m) for m in prompts for _ in range(n)]
         cache, logits, mask, positions = self._run_prompts(prompt_ids)
         rows = list(range(len(prompt_ids)))  # batch row -> reply index, shrinking as replies finish
+        tap = self._tap  # keeping_trunk(): each reply's trunk output, the prompt's then its fed tokens'
+        prompt_trunk = tap.take() if tap is not None else None
+        shared = mask.shape[1] - prompt_trunk.shape[1] if prompt_trunk is not None else 0
+        fed: list[list[torch.Tensor]] = [[] for _ in rows]
         tokens: list[list[int]] = [[] for _ in rows]
         logprobs: list[list[float]] = [[] for _ in rows]
         entropies: list[list[float]] = [[] for _ in rows]
@@ -311,6 +344,11 @@ class HFPolicy(Policy):
             out = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions[:, None],
                              past_key_values=cache, use_cache=True)
             cache, logits, positions = out.past_key_values, out.logits[:, -1, :].float(), positions + 1
+            if tap is not None:
+                for row, state in zip(rows, tap.take()[:, 0]):
+                    fed[row].append(state)
+        if prompt_trunk is not None:
+            self._keep_generated_trunk(prompt_ids, tokens, prompt_trunk, shared, fed)
         return [
             Generation(
                 text=self._text(tokens[i], sampling.stop),
@@ -322,6 +360,23 @@ class HFPolicy(Policy):
             )
             for i in range(len(prompt_ids))
         ]
+
+    def _keep_generated_trunk(self, prompts: list[list[int]], replies: list[list[int]], prompt_trunk: torch.Tensor,
+                              shared: int, fed: list[list[torch.Tensor]]) -> None:
+        """Keep each (prompt, reply)'s trunk output in the packed layout of :mod:`agentgym.frozen_trunk`: the
+        shared prefix's, the prompt's own tokens' (left-padded in ``prompt_trunk``), then those of the reply
+        tokens fed back (all but the last, which was only predicted)."""
+        from agentgym.frozen_trunk import choice_key
+
+        prefix = self._prefix_trunk
+        if shared and (prefix is None or len(prefix) < shared):
+            return  # the prefix came from a pass that was not recorded: the update runs the trunk itself
+        cache, width = self.trunk_cache(), prompt_trunk.shape[1]
+        for index, (prompt, reply) in enumerate(zip(prompts, replies)):
+            own = len(prompt) - shared
+            parts = [prompt_trunk[index, width - own:], *fed[index][: len(reply) - 1]]
+            state = torch.cat([*([prefix[:shared]] if shared else []), parts[0], *(t[None] for t in parts[1:])])
+            cache.keep(choice_key(prompt, [reply]), state)
 
     @staticmethod
     def _sample(log_p: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:

@@ -5,6 +5,8 @@ compared with the computation switched off, on the same inputs."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -230,3 +232,52 @@ def test_cloning_runs_each_sample_through_the_frozen_layers_once_over_all_passes
             assert not kept
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
     assert losses[True][-1] < losses[True][0]  # it learns: the passes differ, and the kept output served them all
+
+
+def test_training_rollouts_keep_each_generated_replys_frozen_layer_output_for_the_update():
+    from agentgym.hf_policy import Sampling
+
+    policy = adapted_policy()
+    cache, sampling = policy.trunk_cache(), Sampling(temperature=1.0, max_new_tokens=6)
+    prompts = [request(room).messages for room in (1, 2)]
+    policy.generate(prompts, sampling=sampling)  # an evaluation: nothing kept, but a prompt prefix is
+    assert not cache.states and policy._prefix is not None
+    with policy.keeping_trunk():
+        replies = policy.generate(prompts, n=2, sampling=sampling)
+        replies += policy.generate([request(3).messages], sampling=sampling)  # reuses the kept prefix
+    keys = [frozen_trunk.choice_key(r.prompt_token_ids, [r.token_ids]) for r in replies]
+    assert len(cache.states) == len(set(keys)) == 5 and all(key in cache.states for key in keys)
+    # Each kept output is the packed pass's, and the update's log-probs from it are the sampled ones.
+    fresh = frozen_trunk.TrunkCache.of(policy.model)
+    logps, _ = frozen_trunk.choice_logprobs(policy, keys, fresh, grad=False)
+    for key, reply, logp in zip(keys, replies, logps):
+        assert cache.states[key].shape == fresh.states[key].shape
+        assert torch.allclose(cache.states[key], fresh.states[key], atol=1e-5)
+        assert logp[0].tolist() == pytest.approx(reply.logprobs, abs=1e-4)
+    policy.generate(prompts, sampling=sampling)  # closed again: nothing more kept
+    assert len(cache.states) == 5
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_text_grpo_update_reads_the_frozen_layers_output_its_rollout_kept(tmp_path, monkeypatch, keep):
+    from agentgym.trainers import grpo
+
+    trunk_rows: list[int] = []  # rows run through the frozen layer outside generation
+    run_layers = frozen_trunk._run_layers
+
+    def counted(decoder, layers, hidden, packed):
+        if layers[0] is decoder.layers[0]:
+            trunk_rows.append(hidden.shape[0])
+        return run_layers(decoder, layers, hidden, packed)
+
+    monkeypatch.setattr(frozen_trunk, "_run_layers", counted)
+    if not keep:  # the check's control: rollouts that keep nothing leave the update to run the trunk
+        monkeypatch.setattr(HFPolicy, "keeping_trunk", lambda self: contextlib.nullcontext())
+    config = grpo.GRPOConfig(env_id="agentgym/TextWorld-CoinCollector-v0", env_kwargs={"max_turns": 2},
+                             task_filter="level1-", model="tiny", lora_rank=4, lora_layers=1, mode="generate",
+                             max_new_tokens=6, tasks_per_iteration=2, group_size=2, num_envs=2, iterations=1,
+                             invalid_penalty=0.0, eval_before=False, eval_split="dev", eval_episodes=1, eval_every=0,
+                             seed=0, output_dir=str(tmp_path))
+    rows = [row for row in grpo.train(config, progress=False)["rows"] if "samples" in row]
+    assert rows and rows[0]["samples"] > 0
+    assert (trunk_rows == []) if keep else sum(trunk_rows) > 0

@@ -142,7 +142,7 @@ class DreamGym(GroupRelative):
         with RolloutEngine(self.synthetic_id, "train", num_envs=config.num_envs, template=rollouts.engine.template,
                            env_kwargs=env_kwargs) as engine:
             plan = engine.plan(task_ids=chosen, group_size=config.group_size, run_id=f"it{iteration}", seed=iteration)
-            return engine.run(rollouts.policy, plan, progress="synthetic rollout" if rollouts.progress else False)
+            return rollouts.play(engine, plan, "synthetic rollout")
 
     def _vary(self, model: ExperienceModel, trajectories: list[Trajectory], iteration: int, row: dict[str, Any]) -> None:
         """Score the iteration's tasks, generate variations of the best, and keep them (§5.2)."""

@@ -19,6 +19,7 @@ or a different data source.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from agentgym.evaluation import episode_metrics
 from agentgym.hf_policy import HFPolicy
 from agentgym.policies import Policy
 from agentgym.records import Trajectory
-from agentgym.rollout import RolloutEngine
+from agentgym.rollout import EpisodeSpec, RolloutEngine
 from agentgym.trainers import distributed, heldout, update
 from agentgym.trainers.config import RunConfig
 from agentgym.trainers.model import build_policy
@@ -62,7 +63,14 @@ class Rollouts:
             return []
         plan = self.engine.plan(task_ids=[self.task_ids[i] for i in wanted], group_size=config.group_size,
                                 run_id=f"it{iteration}r{round_index}", seed=iteration)
-        return self.engine.run(self.sampler or self.policy, plan, progress="rollout" if self.progress else False)
+        return self.play(self.engine, plan, "rollout")
+
+    def play(self, engine: RolloutEngine, plan: list[EpisodeSpec], label: str) -> list[Trajectory]:
+        """Play a training plan on ``engine`` (the update trains on these replies, so a language-model
+        policy keeps their frozen-layer output: :meth:`HFPolicy.keeping_trunk`)."""
+        keeping = getattr(self.policy, "keeping_trunk", contextlib.nullcontext)
+        with keeping():
+            return engine.run(self.sampler or self.policy, plan, progress=label if self.progress else False)
 
 
 class Algorithm:
