@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ def evaluate(policy: Policy, env_id: str, split: str, episodes: int, history: in
 
 
 def trained_policy(adapters: list[str]) -> Policy:
-    """The embedded model with the run's adapters merged, answering greedily (the paper's test temperature)."""
+    """The model with the run's adapters merged, answering greedily (the paper's test temperature)."""
     return build_policy(RunConfig(**{**MODEL, "lora_rank": 0}, init_adapters=adapters, temperature=0.0))
 
 
@@ -208,11 +209,17 @@ def plot(units: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed and a tiny budget (minutes)")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default runs/bench-agentflow[-quick])")
+    parser.add_argument("--model", default=MODEL["model"],
+                        help="the model cloned and trained: embedded (default), hf:PATH, or tiny — a small random "
+                             "model that checks the benchmark's wiring in minutes (its numbers mean nothing)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default runs/bench-agentflow[-quick][-MODEL])")
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
     budget = BUDGETS[mode]
-    out = args.out or Path(f"runs/bench-agentflow{'-quick' if args.quick else ''}")
+    MODEL["model"] = args.model
+    named = "" if args.model == "embedded" else "-" + re.sub(r"[^A-Za-z0-9.]+", "_", args.model).strip("_")
+    out = args.out or Path(f"runs/bench-agentflow{'-quick' if args.quick else ''}{named}")
     out.mkdir(parents=True, exist_ok=True)
     scripted = cached_json(out / "scripted.json", lambda: scripted_unit(budget))
     clones = {system: cached_json(out / system / "clone.json", lambda system=system: clone_unit(system, budget, out))

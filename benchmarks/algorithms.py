@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -210,12 +211,17 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--algorithms", nargs="+", choices=list(ALGORITHMS), default=list(ALGORITHMS))
     parser.add_argument("--seeds", type=int, nargs="+", help="override the budget's seeds")
-    parser.add_argument("--out", type=Path, help="results folder (default runs/bench-algorithms[-quick])")
+    parser.add_argument("--model", default=SHARED["model"],
+                        help="the policy model: embedded (default), hf:PATH, or tiny — a small random model that "
+                             "checks the campaign's wiring in minutes (its numbers mean nothing)")
+    parser.add_argument("--out", type=Path, help="results folder (default runs/bench-algorithms[-quick][-MODEL])")
     parser.add_argument("--figures", type=Path, help="where the PNGs go (default: --out)")
     args = parser.parse_args()
     budget = BUDGETS["quick" if args.quick else "full"]
     seeds = args.seeds or budget["seeds"]
-    out = args.out or Path("runs/bench-algorithms-quick" if args.quick else "runs/bench-algorithms")
+    SHARED["model"] = args.model
+    named = "" if args.model == "embedded" else "-" + re.sub(r"[^A-Za-z0-9.]+", "_", args.model).strip("_")
+    out = args.out or Path("runs/bench-algorithms" + ("-quick" if args.quick else "") + named)
     print(f"Budget: {budget}; seeds {seeds}; shared settings {SHARED}; results in {out}", flush=True)
     for family in args.families:
         adapters = warm_start(family, budget, out)
