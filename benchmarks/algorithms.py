@@ -156,7 +156,8 @@ def run_unit(family: str, algorithm: str, seed: int, budget: dict[str, Any], ada
         "curve": [(0, before["test"]["eval_success_rate"])]
                  + [(row["episodes_played"], row["eval_success_rate"]) for row in trained if "eval_success_rate" in row]
                  + [(trained[-1]["episodes_played"], result["after"]["eval_success_rate"])],
-        "zero_advantage_groups": float(np.mean([row.get("zero_advantage_groups", 0.0) for row in trained])),
+        # over the iterations that trained (DAPO trains only its kept groups; an iteration that kept none has no share)
+        "zero_advantage_groups": [row["zero_advantage_groups"] for row in trained if "zero_advantage_groups" in row],
         "episodes": trained[-1]["episodes_played"], "iterations": len(trained),
         "train_seconds": sum(row.get("seconds_rollout", 0.0) + row.get("seconds_update", 0.0) for row in trained),
     }
@@ -188,7 +189,8 @@ def print_family(family: str, units: dict[str, list[dict[str, Any]]], seeds: lis
         reached = [first_reaching(r["curve"], spec["threshold"]) for r in results]
         hits = [value for value in reached if value is not None]
         reach = (f"{np.mean(hits):.0f} ({len(hits)}/{len(results)} seeds)" if hits else f"never (0/{len(results)})")
-        print(f"| {algorithm} | {cells} | {reach} | {mean_std_cell([r['zero_advantage_groups'] for r in results])} | "
+        silent = [float(np.mean(r["zero_advantage_groups"])) for r in results if r["zero_advantage_groups"]]
+        print(f"| {algorithm} | {cells} | {reach} | {mean_std_cell(silent) if silent else '— (no update)'} | "
               f"{mean_std_cell([r['train_seconds'] / 60 for r in results], percent=False)} min |")
 
 
