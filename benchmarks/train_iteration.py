@@ -4,16 +4,20 @@ episodes) run with it off (the old path) and on (the new one), side by side, fro
 
 Each run's time is split by phase, every phase counted once (a phase inside another is subtracted from
 it): environment steps and resets, prompt building (chat template and tokenisation), choice scoring
-(the rollout's forward passes), the update's forward (log-probs and loss), its backward, the rest of the
-update (optimizer, bookkeeping), and the held-out evaluations before and after training. There is no separate
-old-log-prob pass to time: the loop reads the log-probs recorded at sampling time, a rollout's weights
-being the update's starting weights.
+(the rollout's forward passes) or generation (free text), the update's forward (log-probs and loss), its
+backward, the rest of the update (optimizer, bookkeeping), and the held-out evaluations before and after
+training. There is no separate old-log-prob pass to time: the loop reads the log-probs recorded at sampling
+time, a rollout's weights being the update's starting weights.
 
 The two paths must sample the same episodes: the script checks that their training success and rewards
 agree, and prints both.
 
     python benchmarks/train_iteration.py                  # 2 iterations per path, one round
     python benchmarks/train_iteration.py --rounds 2       # old, new, old, new
+    python benchmarks/train_iteration.py --config configs/grpo-search.yaml   # another config's GRPO (free generation)
+
+Another config's GRPO runs from fresh weights: a pipeline's GRPO stage, with the shared settings, without
+the stages before it (the speed of an iteration, not its learning, is measured).
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ import numpy as np
 import yaml
 
 DEMO = Path(__file__).resolve().parent.parent / "configs" / "demo-grpo-coin-level3.yaml"
-PHASES = ("env steps", "prompt building", "choice scoring", "update forward", "update backward", "update other",
-          "rollout other")
+PHASES = ("env steps", "prompt building", "choice scoring", "generation", "update forward", "update backward",
+          "update other", "rollout other")
 
 
 class PhaseClock:
@@ -67,8 +71,21 @@ class PhaseClock:
         setattr(owner, name, timed)
 
 
-def run_path(reuse: bool, iterations: int, eval_episodes: int) -> dict:
-    """One training run of the demo config in this process, timed by phase."""
+def grpo_settings(path: Path) -> dict:
+    """The GRPO settings of a config file: a GRPO config's, or a pipeline's GRPO stage over its shared ones."""
+    settings = yaml.safe_load(path.read_text())
+    if settings.get("trainer") == "pipeline":
+        stage = next((s for s in settings["stages"] if s.get("trainer") == "grpo"), None)
+        if stage is None:
+            raise SystemExit(f"{path}: a pipeline without a `trainer: grpo` stage; give a GRPO config.")
+        settings = {**settings.get("shared", {}), **stage}
+    if settings.pop("trainer", None) != "grpo":
+        raise SystemExit(f"{path}: not a `trainer: grpo` config (or a pipeline with a GRPO stage).")
+    return settings
+
+
+def run_path(config_path: Path, reuse: bool, iterations: int, eval_episodes: int) -> dict:
+    """One training run of the config's GRPO in this process, timed by phase."""
     import torch
 
     from agentgym.hf_policy import HFPolicy
@@ -79,14 +96,14 @@ def run_path(reuse: bool, iterations: int, eval_episodes: int) -> dict:
     clock = PhaseClock()
     for owner, name, phase in ((EnvPool, "step", "env steps"), (EnvPool, "reset", "env steps"),
                                (HFPolicy, "prompt_ids", "prompt building"), (HFPolicy, "reply_ids", "prompt building"),
-                               (HFPolicy, "_scored_choices", "choice scoring"), (update, "policy_loss_terms", "update forward"),
+                               (HFPolicy, "_scored_choices", "choice scoring"),
+                               (HFPolicy, "generate", "generation"), (update, "policy_loss_terms", "update forward"),
                                (torch.Tensor, "backward", "update backward"), (update, "optimise", "update other"),
                                (grpo.GroupRelative, "collect", "rollout other")):
         clock.wrap(owner, name, phase)
     for name in ("evaluate_before", "evaluate_policy"):  # before and after training
         clock.wrap(heldout, name, "evaluation", absorbing=True)
-    settings = yaml.safe_load(DEMO.read_text())
-    settings.pop("trainer")
+    settings = grpo_settings(config_path)
     with tempfile.TemporaryDirectory() as folder:
         config = make_config(grpo.GRPOConfig, settings, [f"iterations={iterations}", f"eval_episodes={eval_episodes}",
                                                          f"output_dir={folder}", f"reuse_computation={reuse}"])
@@ -100,27 +117,32 @@ def run_path(reuse: bool, iterations: int, eval_episodes: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=DEMO,
+                        help="a GRPO config, or a pipeline with a GRPO stage (default: the demo's)")
     parser.add_argument("--iterations", type=int, default=2, help="training iterations per run")
     parser.add_argument("--rounds", type=int, default=1, help="old-then-new rounds")
     parser.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes of each evaluation")
     parser.add_argument("--path", choices=["old", "new"], help=argparse.SUPPRESS)  # one run, in a child process
-    parser.add_argument("--out", type=Path, default=Path("results/train_iteration.json"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results file (default: results/train_iteration.json; -NAME.json for another config)")
     args = parser.parse_args()
+    suffix = "" if args.config == DEMO else f"-{args.config.stem}"
+    args.out = args.out or Path(f"results/train_iteration{suffix}.json")
     if args.path:
-        print(json.dumps(run_path(args.path == "new", args.iterations, args.eval_episodes)))
+        print(json.dumps(run_path(args.config, args.path == "new", args.iterations, args.eval_episodes)))
         return
     runs: dict[str, list[dict]] = {"old": [], "new": []}
     for _ in range(args.rounds):
         for path in ("old", "new"):  # each in a fresh process: no warm caches carried between them
-            child = subprocess.run([sys.executable, __file__, "--path", path, "--iterations", str(args.iterations),
-                                    "--eval-episodes", str(args.eval_episodes)],
+            child = subprocess.run([sys.executable, __file__, "--path", path, "--config", str(args.config),
+                                    "--iterations", str(args.iterations), "--eval-episodes", str(args.eval_episodes)],
                                    check=True, stdout=subprocess.PIPE, text=True)
             runs[path].append(json.loads(child.stdout.strip().splitlines()[-1]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(runs, indent=1))
 
     count = args.rounds * args.iterations
-    print(f"\nThe demo's config, {args.iterations} iterations × {args.rounds} round(s) per path "
+    print(f"\n{args.config.name}, {args.iterations} iterations × {args.rounds} round(s) per path "
           f"(seconds per iteration; evaluation: {args.eval_episodes} held-out episodes before and after, per run):\n")
     print("| phase | old path | new path (`reuse_computation`) |")
     print("|---|---|---|")
