@@ -10,7 +10,8 @@ The policy is the demo's (embedded SmolLM2-135M, choice mode, LoRA rank 16 on th
 level-3 coin-collector games with 8 turns, history window 1); every run evaluates on all 20 level-3 test
 games of the real env before and after. The experience model is a trained one (``trainer:
 experience_model``, e.g. configs/dreamgym-experience-coin.yaml) grounded on the replay buffer it was trained
-with. Each finished (condition, seed) is cached as JSON in ``--out`` and read back on a rerun.
+with. Each finished (condition, seed) is cached as JSON in ``--out`` and read back on a rerun; an
+interrupted one resumes from its last iteration's checkpoint (its minutes then count only the resumed part).
 
     python benchmarks/synthetic_training.py --quick            # 1 seed, 2 tasks × 2 episodes, 10 test games
     python benchmarks/synthetic_training.py                    # 3 seeds, 4 tasks × 4 episodes, 4 iterations
@@ -41,7 +42,7 @@ def run_condition(condition: str, seed: int, args: argparse.Namespace, folder: P
 
     budget = dict(iterations=args.iterations, tasks_per_iteration=args.tasks, group_size=args.group_size,
                   num_envs=args.tasks * args.group_size, eval_episodes=args.eval_episodes, seed=seed,
-                  output_dir=str(folder))
+                  output_dir=str(folder), resume=(folder / "checkpoint.pt").exists())  # a killed run goes on
     start = time.perf_counter()
     if condition == "real-only":
         result = grpo.train(grpo.GRPOConfig(**POLICY, **budget), progress=True)
