@@ -373,10 +373,10 @@ class HFPolicy(Policy):
             return  # the prefix came from a pass that was not recorded: the update runs the trunk itself
         cache, width = self.trunk_cache(), prompt_trunk.shape[1]
         for index, (prompt, reply) in enumerate(zip(prompts, replies)):
-            own = len(prompt) - shared
-            parts = [prompt_trunk[index, width - own:], *fed[index][: len(reply) - 1]]
-            state = torch.cat([*([prefix[:shared]] if shared else []), parts[0], *(t[None] for t in parts[1:])])
-            cache.keep(choice_key(prompt, [reply]), state)
+            pieces = [prompt_trunk[index, width - (len(prompt) - shared):], *(t[None] for t in fed[index][: len(reply) - 1])]
+            if shared:
+                pieces.insert(0, prefix[:shared])
+            cache.keep(choice_key(prompt, [reply]), torch.cat(pieces))
 
     @staticmethod
     def _sample(log_p: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:
