@@ -23,7 +23,7 @@ from pathlib import Path
 
 from agentgym.paths import atomic_write
 from agentgym.synthetic.buffer import ReplayBuffer, collect_transitions, read_transitions, write_transitions
-from agentgym.synthetic.fidelity import METRICS, evaluate
+from agentgym.synthetic.fidelity import METRICS, evaluate, percent
 from agentgym.synthetic.model import ExperienceModel
 from agentgym.synthetic.paths import trained_settings
 
@@ -72,9 +72,8 @@ def main() -> None:
             variants["trained"] = trained_settings(run / "final")
         for label, settings in variants.items():
             cached = out / f"{family}-{label.replace(' ', '-')}.json"
-            if cached.exists():
-                result = json.loads(cached.read_text())
-            else:
+            result = json.loads(cached.read_text()) if cached.exists() else {}
+            if not all(metric in result for metric in METRICS):  # not run yet, or cached before a metric was added
                 print(f"== {family}: {label} on {len(held_out)} held-out {split} transitions", flush=True)
                 model = ExperienceModel(settings)
                 start = time.perf_counter()
@@ -85,10 +84,10 @@ def main() -> None:
             rows.append((family, label, result))
 
     print(f"\nExperience-model fidelity on held-out real transitions ({count} per family, greedy, up to 3 attempts):")
-    print("| family | model | " + " | ".join(METRICS) + " |")
-    print("|---|---|" + "---|" * len(METRICS))
+    print("| family | model | real ends | " + " | ".join(METRICS) + " |")
+    print("|---|---|---|" + "---|" * len(METRICS))
     for family, label, result in rows:
-        print(f"| {family} | {label} | " + " | ".join(f"{result[m]:.1%}" for m in METRICS) + " |")
+        print(f"| {family} | {label} | {result['real_ends']} | " + " | ".join(percent(result[m]) for m in METRICS) + " |")
     plot(rows, out / "experience_fidelity.png")
     print(f"figure: {out / 'experience_fidelity.png'}")
 
@@ -103,7 +102,7 @@ def plot(rows: list, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(9, 3.5))
     width = 0.8 / max(1, len(rows))
     for index, (family, label, result) in enumerate(rows):
-        axis.bar(np.arange(len(METRICS)) + index * width, [result[m] for m in METRICS], width, label=f"{family}: {label}")
+        axis.bar(np.arange(len(METRICS)) + index * width, [result[m] or 0.0 for m in METRICS], width, label=f"{family}: {label}")
     axis.set_xticks(np.arange(len(METRICS)) + 0.4 - width / 2, [m.replace("_", "\n") for m in METRICS], fontsize=8)
     axis.set_ylim(0, 1)
     axis.legend(fontsize=7)

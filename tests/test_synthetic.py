@@ -21,8 +21,8 @@ import agentgym
 from agentgym.policies import Generation, Policy, register_policy
 from agentgym.records import Trajectory, write_jsonl
 from agentgym.rollout import RolloutEngine
+from agentgym.synthetic import fidelity, make_synthetic, paths, synthetic_id
 from agentgym.synthetic import format as fmt
-from agentgym.synthetic import make_synthetic, paths, synthetic_id
 from agentgym.synthetic.buffer import ReplayBuffer, collect_transitions, read_transitions, write_transitions
 from agentgym.synthetic.curriculum import (
     Seed,
@@ -198,6 +198,21 @@ def test_collected_transitions_chain_and_the_buffer_retrieves_by_state_and_actio
     assert found and all(t.task_id != winner.task_id for t in found) and found[0].action == "take coin"
     starts = buffer.retrieve_starts(transitions[0].instruction, 2)
     assert starts[0].turn_index == 0 and starts[0].instruction == transitions[0].instruction
+
+
+@pytest.mark.parametrize("behaviour, false_end, missed_end", [
+    ("world", 0.0, 0.0),     # ends exactly when the coin is taken, as the real game does
+    ("endless", 0.0, 1.0),   # never ends: every real end missed
+    ("reward", 1.0, 0.0),    # always ends: every real step that went on ended
+])
+def test_fidelity_tells_false_ends_from_missed_ends(coin_buffer, behaviour, false_end, missed_end):
+    transitions = read_transitions(coin_buffer)
+    model = ExperienceModel({"backend": f"scripted-world:{behaviour}", "batch_wait": 0.0})
+    result = fidelity.evaluate(model, ReplayBuffer(transitions), transitions)
+    assert result["real_ends"] == sum(t.done for t in transitions) > 0
+    assert (result["false_end_rate"], result["missed_end_rate"]) == (false_end, missed_end)
+    goes_on_only = fidelity.evaluate(model, ReplayBuffer(transitions), [t for t in transitions if not t.done])
+    assert goes_on_only["missed_end_rate"] is None and fidelity.percent(goes_on_only["missed_end_rate"]) == "—"
 
 
 def test_turn_records_seed_a_buffer(tmp_path):

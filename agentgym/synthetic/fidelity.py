@@ -16,8 +16,13 @@ from agentgym.synthetic.model import READERS, ExperienceModel, ExperienceSetting
 
 REWARD_TOLERANCE = 0.05  # a predicted reward this close to the real one counts as right
 
-METRICS = ("next_state_exact", "next_state_f1", "actions_f1", "reward_accuracy", "done_accuracy", "malformed_rate",
-           "failed_rate")
+METRICS = ("next_state_exact", "next_state_f1", "actions_f1", "reward_accuracy", "done_accuracy", "false_end_rate",
+           "missed_end_rate", "malformed_rate", "failed_rate")
+
+
+def percent(value: float | None) -> str:
+    """A metric as a percentage; "—" for a rate with nothing to count (``None``, e.g. no real episode ended)."""
+    return "—" if value is None else f"{value:.1%}"
 
 
 def transition_prompt(settings: ExperienceSettings, buffer: ReplayBuffer, transition: Transition) -> Messages:
@@ -72,7 +77,13 @@ def score(outcome: Outcome | None, truth: Transition) -> dict[str, float]:
 
 def evaluate(model: ExperienceModel, buffer: ReplayBuffer, transitions: Sequence[Transition]) -> dict[str, Any]:
     """Mean scores of the model's predictions of ``transitions`` (:data:`METRICS`), the share of replies that
-    were malformed (every attempt counted) and of transitions with no usable reply after every attempt."""
+    were malformed (every attempt counted) and of transitions with no usable reply after every attempt.
+
+    Done accuracy alone hides which way the model errs, and the two ways train a policy differently: a
+    *false end* (the model ends an episode the real env goes on with) can pay a reward the real game never
+    gives, a *missed end* drags an episode out. ``false_end_rate`` is the share of the real env's non-ending
+    transitions the model ended, ``missed_end_rate`` the share of its ending ones the model did not (``None``
+    when there are none); a transition without a usable reply ends nothing."""
     if not transitions:
         raise ValueError("No transitions to evaluate the experience model on.")
     lists_actions = any(t.actions for t in buffer.transitions if not t.synthetic)
@@ -82,6 +93,12 @@ def evaluate(model: ExperienceModel, buffer: ReplayBuffer, transitions: Sequence
     rows = [score(o if isinstance(o, Outcome) else None, t) for o, t in zip(outcomes, transitions)]
     calls = {key: model.calls[key] - before[key] for key in before}
     result: dict[str, Any] = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+    ended = [isinstance(o, Outcome) and o.done for o in outcomes]
+    goes_on = [e for e, t in zip(ended, transitions) if not t.done]
+    real_ends = [e for e, t in zip(ended, transitions) if t.done]
+    result["false_end_rate"] = float(np.mean(goes_on)) if goes_on else None
+    result["missed_end_rate"] = 1 - float(np.mean(real_ends)) if real_ends else None
+    result["real_ends"] = len(real_ends)
     result["malformed_rate"] = calls["malformed"] / max(1, calls["attempts"])
     result["failed_rate"] = calls["failed"] / max(1, calls["prompts"])
     result["transitions"] = len(transitions)

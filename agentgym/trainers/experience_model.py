@@ -31,7 +31,7 @@ from agentgym.synthetic.buffer import (
     read_transitions,
     write_transitions,
 )
-from agentgym.synthetic.fidelity import METRICS, evaluate, transition_prompt
+from agentgym.synthetic.fidelity import METRICS, evaluate, percent, transition_prompt
 from agentgym.synthetic.model import ExperienceModel, ExperienceSettings
 from agentgym.trainers import update
 from agentgym.trainers.config import RunConfig, Settings, make_config
@@ -241,7 +241,7 @@ def fidelity_table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """A Markdown table of fidelity results (one row per label)."""
     lines = ["| | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
     for label, values in rows:
-        lines.append(f"| {label} | " + " | ".join(f"{values[m]:.1%}" for m in METRICS) + " |")
+        lines.append(f"| {label} | " + " | ".join(percent(values[m]) for m in METRICS) + " |")
     return lines
 
 
