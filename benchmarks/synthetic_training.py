@@ -62,6 +62,25 @@ def run_condition(condition: str, seed: int, args: argparse.Namespace, folder: P
             "seconds": time.perf_counter() - start}
 
 
+def replayed_wins(folder: Path) -> dict[str, int]:
+    """The run's synthetic training episodes of real tasks replayed in the real env: how many the synthetic
+    env scored as won, how many of those the real game also gives, and how many real wins it did not score."""
+    from agentgym.records import read_jsonl
+    from agentgym.synthetic.fidelity import replay_in_real
+
+    counts = {"episodes": 0, "synthetic_wins": 0, "confirmed": 0, "missed": 0}
+    for path in sorted((folder / "trajectories").glob("*.jsonl")):
+        trajectories = [t for t in read_jsonl(path) if t.env_id.startswith("agentgym/Synthetic-")]
+        real = replay_in_real(trajectories, POLICY["env_id"], **POLICY["env_kwargs"])
+        for trajectory, won in zip(trajectories, real):
+            if won is not None:
+                counts["episodes"] += 1
+                counts["synthetic_wins"] += trajectory.won
+                counts["confirmed"] += trajectory.won and won
+                counts["missed"] += won and not trajectory.won
+    return counts
+
+
 def plot(results: dict[str, list[dict]], path: Path) -> None:
     import matplotlib
 
@@ -136,6 +155,15 @@ def main() -> None:
         after = {c: mean_std_ci([r["after"]["eval_success_rate"] for r in results[c]])["mean"]
                  for c in ("real-only", "sim-to-real")}
         print(f"sim-to-real after − real-only after: {after['sim-to-real'] - after['real-only']:+.1%} (goal ≥ 0)")
+    synthetic = [(c, s) for c in CONDITIONS[1:] if c in results for s in args.seeds]
+    if synthetic:
+        print("\nThe synthetic training episodes of real tasks, their actions replayed in the real env:")
+        print("| condition | seed | episodes | synthetic wins | of them, real wins | real wins the synthetic env missed |")
+        print("|---|---|---|---|---|---|")
+        for condition, seed in synthetic:
+            n = replayed_wins(args.out / "runs" / f"{condition}-seed{seed}")
+            print(f"| {condition} | {seed} | {n['episodes']} | {n['synthetic_wins']} | {n['confirmed']} "
+                  f"({n['confirmed'] / max(1, n['synthetic_wins']):.0%}) | {n['missed']} |")
     plot(results, args.out / "synthetic_training.png")
     print(f"curves: {args.out / 'synthetic_training.png'}")
 

@@ -19,7 +19,7 @@ import pytest
 
 import agentgym
 from agentgym.policies import Generation, Policy, register_policy
-from agentgym.records import Trajectory, write_jsonl
+from agentgym.records import Trajectory, Turn, write_jsonl
 from agentgym.rollout import RolloutEngine
 from agentgym.synthetic import fidelity, make_synthetic, paths, synthetic_id
 from agentgym.synthetic import format as fmt
@@ -213,6 +213,23 @@ def test_fidelity_tells_false_ends_from_missed_ends(coin_buffer, behaviour, fals
     assert (result["false_end_rate"], result["missed_end_rate"]) == (false_end, missed_end)
     goes_on_only = fidelity.evaluate(model, ReplayBuffer(transitions), [t for t in transitions if not t.done])
     assert goes_on_only["missed_end_rate"] is None and fidelity.percent(goes_on_only["missed_end_rate"]) == "—"
+
+
+def test_replaying_synthetic_episodes_in_the_real_env_tells_real_wins_from_false_ones(coin_buffer):
+    transitions = read_transitions(coin_buffer)
+    winner = next(t for t in transitions if t.done and t.reward == 1.0)
+    actions = [t.action for t in transitions if t.episode_id == winner.episode_id]
+    assert actions[-1] == "take coin"
+
+    def scored_as_won(moves, payload):  # a synthetic episode the experience model ended as won
+        task = agentgym.Task(winner.task_id, "train", winner.instruction, payload)
+        turns = [Turn("e", "g", winner.task_id, i, [], move, move, 0.0, False, False, False, "", "")
+                 for i, move in enumerate(moves)]
+        return Trajectory("e", "g", synthetic_id(COIN), "train", task, None, turns, won=True)
+
+    episodes = [scored_as_won(actions, {}), scored_as_won(actions[:-1], {}),  # the coin never taken: a false win
+                scored_as_won(actions, {"generated_from": winner.task_id})]  # no real game to replay
+    assert fidelity.replay_in_real(episodes, COIN) == [True, False, None]
 
 
 def test_turn_records_seed_a_buffer(tmp_path):

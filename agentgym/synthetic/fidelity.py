@@ -10,6 +10,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from agentgym.contract import normalize_action
+from agentgym.records import Trajectory
+from agentgym.registry import make
 from agentgym.synthetic.buffer import ReplayBuffer, Transition
 from agentgym.synthetic.format import Outcome
 from agentgym.synthetic.model import READERS, ExperienceModel, ExperienceSettings, Messages
@@ -103,3 +105,33 @@ def evaluate(model: ExperienceModel, buffer: ReplayBuffer, transitions: Sequence
     result["failed_rate"] = calls["failed"] / max(1, calls["prompts"])
     result["transitions"] = len(transitions)
     return result
+
+
+def replay_in_real(trajectories: Sequence[Trajectory], real_id: str, **env_kwargs: Any) -> list[bool | None]:
+    """Whether each synthetic episode's actions, played again in the real env (``real_id`` made with
+    ``env_kwargs``, e.g. the same ``max_turns``), win the real game. A synthetic win the real game does not
+    give is a *false win*: GRPO rewarded moves that lose the real game. ``None`` for an episode of a
+    generated task, which has no real game to play. Meaningful for deterministic real envs (TextWorld, the
+    shop, ALFWorld's generated games): the same task and actions give the same real episode."""
+    outcomes: list[bool | None] = []
+    envs: dict[str, Any] = {}
+    try:
+        for trajectory in trajectories:
+            if "generated_from" in trajectory.task.payload:
+                outcomes.append(None)
+                continue
+            if trajectory.split not in envs:
+                envs[trajectory.split] = make(real_id, trajectory.split, **env_kwargs)
+            env = envs[trajectory.split]
+            env.reset(options={"task_id": trajectory.task.id})
+            won = False
+            for turn in trajectory.turns:
+                _, _, terminated, truncated, info = env.step(turn.action)
+                if terminated or truncated:
+                    won = bool(info["won"])
+                    break
+            outcomes.append(won)
+    finally:
+        for env in envs.values():
+            env.close()
+    return outcomes
