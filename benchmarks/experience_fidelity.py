@@ -3,7 +3,8 @@ trajectories of each family, played by the oracle mixed with 30% random actions)
 did, for the prompted embedded model and a trained one (``trainer: experience_model``):
 
 * next-state exact match and token F1; F1 of the admissible-action set;
-* reward accuracy (within 0.05) and done accuracy;
+* reward accuracy (within 0.05) and done accuracy, split into false ends (the model ends an episode the
+  real env goes on with: a synthetic win the real game never gives) and missed ends;
 * malformed-reply rate (every attempt counted) and the share of transitions with no usable reply after
   every attempt (``failed``; such a step truncates a synthetic episode).
 
@@ -47,9 +48,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="coin collector only, 12 held-out transitions")
     parser.add_argument("--families", nargs="+", default=None, choices=sorted(FAMILIES))
     parser.add_argument("--transitions", type=int, default=None, help="held-out transitions per family")
-    parser.add_argument("--trained", nargs="*", default=["coin=runs/experience-coin-level3"],
-                        help="FAMILY=RUN_FOLDER of a trained experience model (its final/ and the buffer.jsonl it "
-                             "was trained on)")
+    parser.add_argument("--trained", nargs="*", default=["coin=runs/experience-coin-level3",
+                                                           "webshop=runs/experience-webshop"],
+                        help="FAMILY=RUN_FOLDER of a trained experience model, used once it has finished (its "
+                             "final/ and the buffer.jsonl it was trained on)")
     parser.add_argument("--buffer-episodes", type=int, default=60,
                         help="train episodes collected as the retrieval buffer of a family without a trained model")
     parser.add_argument("--out", type=Path, default=None)
@@ -62,7 +64,7 @@ def main() -> None:
     rows = []
     for family in families:
         real_id, task_filter, split = FAMILIES[family]
-        run = Path(trained[family]) if family in trained else None
+        run = Path(trained[family]) if family in trained and (Path(trained[family]) / "final").is_dir() else None
         buffer_file = run / "buffer.jsonl" if run else out / f"{family}-train.jsonl"
         buffer = ReplayBuffer(transitions(buffer_file, real_id, "train", args.buffer_episodes, task_filter))
         held_out = transitions(out / f"{family}-{split}.jsonl", real_id, split, max(10, count // 3), task_filter)
