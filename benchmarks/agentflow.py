@@ -45,6 +45,8 @@ from agentgym.trainers.model import build_policy
 from agentgym.trainers.sft import SFTConfig
 from agentgym.trainers.sft import train as train_sft
 
+RESULTS = Path(__file__).resolve().parent / "results"  # in git: a long run resumes on another machine
+
 SYSTEMS = {
     # name: (env id, recent turns in the prompt: the single agent must see its searches; AgentFlow's memory
     # is in its observation, GRPO group statistics)
@@ -113,27 +115,33 @@ def evaluate_adapters(system: str, adapters: list[Path], budget: dict[str, Any])
     return result
 
 
-def clone_unit(system: str, budget: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The warm start every seed of ``system`` trains from: the oracle's train trajectories cloned with LoRA,
-    then evaluated."""
+def clone_adapter(system: str, budget: dict[str, Any], out: Path) -> Path:
+    """The warm start every seed of ``system`` trains from: the oracle's train trajectories cloned with LoRA
+    (trained here when its folder is missing: adapters stay out of git, only the measured units are kept)."""
     folder = out / system / "clone"
-    start = time.perf_counter()
     if not (folder / "final").is_dir():
         train_sft(SFTConfig(**settings(system, budget["seeds"][0]), collect_policy="oracle",
                             collect_episodes=budget["expert_episodes"], iterations=budget["sft_passes"], lr=1e-3,
                             output_dir=str(folder), resume=(folder / "checkpoint.pt").exists()), progress=True)
+    return folder / "final"
+
+
+def clone_unit(system: str, budget: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The warm start, with its training time and evaluation."""
+    start = time.perf_counter()
+    adapter = clone_adapter(system, budget, out)
     seconds = time.perf_counter() - start
-    return {"system": system, "adapter": str(folder / "final"), "train_seconds": seconds,
-            **evaluate_adapters(system, [folder / "final"], budget)}
+    return {"system": system, "train_seconds": seconds, **evaluate_adapters(system, [adapter], budget)}
 
 
-def run_unit(system: str, seed: int, clone: dict[str, Any], budget: dict[str, Any], out: Path) -> dict[str, Any]:
+def run_unit(system: str, seed: int, budget: dict[str, Any], out: Path) -> dict[str, Any]:
     """(Flow-)GRPO from the clone with one seed, then evaluated."""
     _, _, stats = SYSTEMS[system]
     folder = out / system / f"grpo-lr{budget['lr']:g}-seed{seed}"  # another lr never reuses a run
+    clone = clone_adapter(system, budget, out)
     start = time.perf_counter()
     if not (folder / "final").is_dir():
-        train_grpo(GRPOConfig(**settings(system, seed), init_adapters=[clone["adapter"]], group_stats=stats,
+        train_grpo(GRPOConfig(**settings(system, seed), init_adapters=[str(clone)], group_stats=stats,
                               invalid_penalty=0.0 if system == "agentflow" else 0.1, temperature=0.7,
                               iterations=budget["iterations"], tasks_per_iteration=budget["tasks"],
                               group_size=budget["group"], lr=budget["lr"], minibatch_size=budget["minibatch"],
@@ -141,7 +149,7 @@ def run_unit(system: str, seed: int, clone: dict[str, Any], budget: dict[str, An
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     return {"system": system, "seed": seed, "train_seconds": time.perf_counter() - start,
             "curve": [row["train_success_rate"] for row in rows if "train_success_rate" in row],
-            **evaluate_adapters(system, [Path(clone["adapter"]), folder / "final"], budget)}
+            **evaluate_adapters(system, [clone, folder / "final"], budget)}
 
 
 def scripted_unit(budget: dict[str, Any]) -> dict[str, Any]:
@@ -213,13 +221,13 @@ def main() -> None:
                         help="the model cloned and trained: embedded (default), hf:PATH, or tiny — a small random "
                              "model that checks the benchmark's wiring in minutes (its numbers mean nothing)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="results folder (default runs/bench-agentflow[-quick][-MODEL])")
+                        help="results folder (default benchmarks/results/agentflow[-quick][-MODEL])")
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
     budget = BUDGETS[mode]
     MODEL["model"] = args.model
     named = "" if args.model == "embedded" else "-" + re.sub(r"[^A-Za-z0-9.]+", "_", args.model).strip("_")
-    out = args.out or Path(f"runs/bench-agentflow{'-quick' if args.quick else ''}{named}")
+    out = args.out or RESULTS / f"agentflow{'-quick' if args.quick else ''}{named}"
     out.mkdir(parents=True, exist_ok=True)
     scripted = cached_json(out / "scripted.json", lambda: scripted_unit(budget))
     clones = {system: cached_json(out / system / "clone.json", lambda system=system: clone_unit(system, budget, out))
@@ -229,7 +237,7 @@ def main() -> None:
         for system in SYSTEMS:
             name = f"grpo-lr{budget['lr']:g}-seed{seed}.json"
             units.append(cached_json(out / system / name,
-                                     lambda system=system, seed=seed: run_unit(system, seed, clones[system], budget, out)))
+                                     lambda system=system, seed=seed: run_unit(system, seed, budget, out)))
             print(f"{system} seed {seed} done ({units[-1]['train_seconds'] / 60:.1f} min of training)", flush=True)
     text = table(scripted, clones, units, len(budget["seeds"]))
     print(f"\nFactbookMath, {mode} budget {budget}:\n{text}")

@@ -53,6 +53,8 @@ from agentgym.trainers.model import build_policy
 from agentgym.trainers.sft import SFTConfig
 from agentgym.trainers.sft import train as train_sft
 
+RESULTS = Path(__file__).resolve().parent / "results"  # in git: a long run resumes on another machine
+
 # name: (config class, train function, its own settings: each algorithm's documented recommendation)
 ALGORITHMS: dict[str, tuple[type, Callable, dict[str, Any]]] = {
     "GRPO": (grpo.GRPOConfig, grpo.train, {}),
@@ -216,14 +218,14 @@ def main() -> None:
     parser.add_argument("--model", default=SHARED["model"],
                         help="the policy model: embedded (default), hf:PATH, or tiny — a small random model that "
                              "checks the campaign's wiring in minutes (its numbers mean nothing)")
-    parser.add_argument("--out", type=Path, help="results folder (default runs/bench-algorithms[-quick][-MODEL])")
+    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/algorithms[-quick][-MODEL])")
     parser.add_argument("--figures", type=Path, help="where the PNGs go (default: --out)")
     args = parser.parse_args()
     budget = BUDGETS["quick" if args.quick else "full"]
     seeds = args.seeds or budget["seeds"]
     SHARED["model"] = args.model
     named = "" if args.model == "embedded" else "-" + re.sub(r"[^A-Za-z0-9.]+", "_", args.model).strip("_")
-    out = args.out or Path("runs/bench-algorithms" + ("-quick" if args.quick else "") + named)
+    out = args.out or RESULTS / ("algorithms" + ("-quick" if args.quick else "") + named)
     print(f"Budget: {budget}; seeds {seeds}; shared settings {SHARED}; results in {out}", flush=True)
     for family in args.families:
         adapters = warm_start(family, budget, out)

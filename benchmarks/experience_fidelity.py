@@ -28,6 +28,8 @@ from agentgym.synthetic.fidelity import METRICS, evaluate, percent
 from agentgym.synthetic.model import ExperienceModel
 from agentgym.synthetic.paths import trained_settings
 
+RESULTS = Path(__file__).resolve().parent / "results"  # in git: a long run resumes on another machine
+
 FAMILIES = {  # name: (real id, task filter, held-out split)
     "coin": ("agentgym/TextWorld-CoinCollector-v0", "level3-", "test"),
     "alfworld": ("agentgym/ALFWorld-v0", "", "test"),
@@ -58,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     families = args.families or (["coin"] if args.quick else list(FAMILIES))
     count = args.transitions or (12 if args.quick else 40)
-    out = args.out or Path("results/experience_fidelity" + ("-quick" if args.quick else ""))
+    out = args.out or RESULTS / ("experience_fidelity" + ("-quick" if args.quick else ""))
     trained = dict(item.split("=", 1) for item in args.trained)
 
     rows = []

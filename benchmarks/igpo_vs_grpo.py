@@ -44,6 +44,8 @@ from agentgym.trainers.model import build_policy
 from agentgym.trainers.sft import SFTConfig
 from agentgym.trainers.sft import train as train_sft
 
+RESULTS = Path(__file__).resolve().parent / "results"  # in git: a long run resumes on another machine
+
 ENV = "agentgym/SearchQA-Factbook-v0"
 SHARED = dict(env_id=ENV, env_kwargs={"reward": "f1", "max_turns": 5}, prompt_style="chat", model="embedded",
               mode="generate", max_new_tokens=32, lora_rank=16, lora_layers=8, num_envs=8)
@@ -217,12 +219,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed and a tiny budget (minutes)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the budget's seeds")
-    parser.add_argument("--out", type=Path, help="results folder (default runs/bench-igpo[-quick])")
+    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/igpo[-quick])")
     parser.add_argument("--figure", type=Path, help="the curve's PNG (default OUT/held_out_f1.png)")
     args = parser.parse_args()
     budget = dict(BUDGETS["quick" if args.quick else "full"])
     seeds = args.seeds or budget["seeds"]
-    out = args.out or Path("runs/bench-igpo-quick" if args.quick else "runs/bench-igpo")
+    out = args.out or RESULTS / ("igpo-quick" if args.quick else "igpo")
     print(f"Budget: {budget}; seeds {seeds}; results in {out}", flush=True)
 
     start = clone(out, budget)

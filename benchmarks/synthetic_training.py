@@ -30,6 +30,8 @@ from agentgym.evaluation import mean_std_cell, mean_std_ci
 from agentgym.paths import atomic_write
 from agentgym.synthetic.paths import trained_settings
 
+RESULTS = Path(__file__).resolve().parent / "results"  # in git: a long run resumes on another machine
+
 CONDITIONS = ("real-only", "synthetic-only", "sim-to-real")
 POLICY = dict(env_id="agentgym/TextWorld-CoinCollector-v0", env_kwargs={"max_turns": 8}, task_filter="level3-",
               eval_split="test", history_window=1, model="embedded", mode="choice", lora_rank=16, lora_layers=8,
@@ -118,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     args.tasks, args.group_size, args.eval_episodes = (2, 2, 10) if args.quick else (4, 4, 20)
-    args.out = args.out or Path("results/synthetic_training" + ("-quick" if args.quick else ""))
+    args.out = args.out or RESULTS / ("synthetic_training" + ("-quick" if args.quick else ""))
 
     results: dict[str, list[dict]] = {}
     for seed in args.seeds:
