@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
@@ -108,6 +107,20 @@ def _wait_for_checkpoint(folder: pathlib.Path, process: subprocess.Popen, iterat
     raise AssertionError(f"no checkpoint of iteration {iteration} (launcher exit code {process.poll()})")
 
 
+def _kill_run(launcher: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every rank, as a crashed machine would. torch's elastic agent starts each rank
+    in its own session, so killing the launcher's process group alone leaves the ranks training on, racing a
+    resumed run for the same folder."""
+    processes = [psutil.Process(launcher.pid), *psutil.Process(launcher.pid).children(recursive=True)]
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    launcher.wait()
+    psutil.wait_procs(processes, timeout=60)
+
+
 def _rows(folder: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
@@ -118,8 +131,7 @@ def test_a_killed_two_process_run_resumes_on_two_processes(tmp_path):
     train = ["-m", "agentgym.cli", "train", str(config)]
     first = _launch(train, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_checkpoint(folder, first, 2)
-    os.killpg(first.pid, signal.SIGKILL)  # the launcher and both ranks, mid-run
-    first.wait()
+    _kill_run(first)  # the launcher and both ranks, mid-run
     stopped_at = torch.load(folder / "checkpoint.pt", weights_only=False)["iteration"]
     assert 2 <= stopped_at < 4
     resumed = _launch([*train, "--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -150,4 +162,4 @@ def test_a_rank_that_dies_stops_the_other_ranks_without_a_hang(tmp_path):
         assert not survivors, survivors
     finally:
         if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
+            _kill_run(launcher)
