@@ -111,7 +111,8 @@ def _kill_run(launcher: subprocess.Popen) -> None:
     """SIGKILL the launcher and every rank, as a crashed machine would. torch's elastic agent starts each rank
     in its own session, so killing the launcher's process group alone leaves the ranks training on, racing a
     resumed run for the same folder."""
-    processes = [psutil.Process(launcher.pid), *psutil.Process(launcher.pid).children(recursive=True)]
+    parent = psutil.Process(launcher.pid)
+    processes = [parent, *parent.children(recursive=True)]  # listed before any is killed
     for process in processes:
         try:
             process.kill()
