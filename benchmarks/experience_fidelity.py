@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=None, choices=sorted(FAMILIES))
     parser.add_argument("--transitions", type=int, default=None, help="held-out transitions per family")
     parser.add_argument("--trained", nargs="*", default=["coin=runs/experience-coin-level3",
+                                                           "alfworld=runs/experience-alfworld",
                                                            "webshop=runs/experience-webshop"],
                         help="FAMILY=RUN_FOLDER of a trained experience model, used once it has finished (its "
                              "final/ and the buffer.jsonl it was trained on)")

@@ -8,6 +8,7 @@ import gc
 import os
 import subprocess
 import sys
+import time
 import warnings
 from collections import Counter
 
@@ -15,7 +16,7 @@ import psutil
 import pytest
 
 import agentgym
-from agentgym.envs.alfworld.env import AlfWorldEnv, game_folder
+from agentgym.envs.alfworld.env import AlfWorldEnv, game_folder, plan_within
 from agentgym.envs.alfworld.games import SPLIT_SIZES, TASK_TYPES, split_games, unseen_floor_plans
 
 ALFWORLD = "agentgym/ALFWorld-v0"
@@ -92,6 +93,29 @@ def test_the_expert_replans_after_a_detour():
         assert info["won"]
     finally:
         env.close()
+
+
+def _search_for_ever() -> list[str]:
+    while True:
+        pass
+
+
+def _search_until_memory_runs_out() -> list[str]:
+    hoard = []
+    while True:
+        hoard.append(bytearray(64 << 20))
+
+
+def test_a_runaway_plan_search_is_stopped_by_time_or_memory_and_the_expert_has_no_action():
+    """fast-downward's replanning was seen growing to 9 GiB in 11 minutes off the walkthrough."""
+    plan = ["go to shelf 1", "take bowl 1 from shelf 1"]
+    assert plan_within(lambda: plan) == plan
+    assert plan_within(lambda: []) == []
+    start = time.monotonic()
+    assert plan_within(_search_for_ever, seconds=1.0) is None
+    assert plan_within(_search_until_memory_runs_out, seconds=60.0, memory=256 << 20) is None
+    assert time.monotonic() - start < 30  # the memory limit, not the clock, stopped the second search
+    assert not psutil.Process().children()  # no copy left behind
 
 
 def test_alfworlds_own_loader_reads_the_official_layout_and_the_env_plays_it(tmp_path):

@@ -6,10 +6,14 @@ import contextlib
 import fcntl
 import json
 import os
+import resource
+import select
+import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,10 @@ from agentgym.paths import atomic_write, cache_dir
 # games take this lock (stepping does not).
 ENGINE_LOCK = threading.RLock()
 GENERATED_SPLITS = ("train", "dev", "test", "test_ood")
+# fast-downward's search has no limit of its own: off the walkthrough (after exploring actions) it can search
+# for ever, and one search was seen growing to 9 GiB in 11 minutes. Its plan is computed under these limits.
+PLAN_SECONDS = 30.0
+PLAN_MEMORY = 2 << 30  # bytes the search may allocate
 OFFICIAL_SPLITS = ("valid_seen", "valid_unseen", "valid_train")
 
 
@@ -373,14 +381,15 @@ class AlfWorldEnv(TextEnv):
 
     def expert_action(self) -> str | None:
         """The game's walkthrough while the episode follows it; off it, fast-downward's plan from the
-        current state (0.1 s to minutes in a big kitchen). Never computed unless asked."""
+        current state (0.1 s to minutes in a big kitchen), or None when the search outgrows
+        :data:`PLAN_SECONDS` or :data:`PLAN_MEMORY`. Never computed unless asked."""
         if self._state is None or self._state["won"]:
             return None
         following = walkthrough_action(self._walkthrough, self._taken)
         if following is not None:
             return following
         with ENGINE_LOCK:
-            plan = self._engine._pddl_state.replan(self._engine._entity_infos)
+            plan = plan_within(lambda: self._engine._pddl_state.replan(self._engine._entity_infos))
         return plan[0] if plan else None
 
     def _close_engine(self) -> None:
@@ -391,6 +400,39 @@ class AlfWorldEnv(TextEnv):
     def close(self) -> None:
         self._close_engine()
         super().close()
+
+
+def plan_within(plan: Callable[[], list[str]], seconds: float = PLAN_SECONDS,
+                memory: int = PLAN_MEMORY) -> list[str] | None:
+    """``plan()`` computed in a forked copy of this process (which holds the engine's planning state), killed
+    after ``seconds`` or failing once it allocates ``memory`` more bytes; None when it did not finish. The
+    copy only plans and writes the JSON answer to a pipe, then exits without any cleanup."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the copy
+        status = 1
+        try:
+            os.close(read)
+            size = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+            resource.setrlimit(resource.RLIMIT_AS, (size + memory, size + memory))
+            with os.fdopen(write, "wb") as answer:
+                answer.write(json.dumps(plan()).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    chunks, deadline = [], time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0 and select.select([read], [], [], left)[0]:
+            if not (chunk := os.read(read, 1 << 16)):
+                break  # the copy closed the pipe: done
+            chunks.append(chunk)
+        else:
+            os.kill(child, signal.SIGKILL)  # out of time
+    finally:
+        os.close(read)
+        _, status = os.waitpid(child, 0)
+    return json.loads(b"".join(chunks)) if os.waitstatus_to_exitcode(status) == 0 else None
 
 
 def pregenerate(split: str, root: Path | None = None) -> int:
