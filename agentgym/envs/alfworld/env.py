@@ -335,6 +335,7 @@ class AlfWorldEnv(TextEnv):
         self._state: Any = None
         self._walkthrough: list[str] = []
         self._taken: list[str] = []
+        self._planner_gave_up = False  # this episode's plan search outgrew its limits once
 
     def load_tasks(self, split: str) -> list[Task]:
         if split in OFFICIAL_SPLITS:
@@ -363,6 +364,7 @@ class AlfWorldEnv(TextEnv):
         with ENGINE_LOCK:
             self._state = self._engine.reset()
         self._taken = []
+        self._planner_gave_up = False
         feedback = self._state.feedback.replace("-= Welcome to TextWorld, ALFRED! =-", "")
         frame = self._describe(feedback)
         frame.info["instruction"] = feedback.rpartition("Your task is to: ")[2].strip() or task.instruction
@@ -382,14 +384,17 @@ class AlfWorldEnv(TextEnv):
     def expert_action(self) -> str | None:
         """The game's walkthrough while the episode follows it; off it, fast-downward's plan from the
         current state (0.1 s to minutes in a big kitchen), or None when the search outgrows
-        :data:`PLAN_SECONDS` or :data:`PLAN_MEMORY`. Never computed unless asked."""
+        :data:`PLAN_SECONDS` or :data:`PLAN_MEMORY` — and for the rest of the episode once it has.
+        Never computed unless asked."""
         if self._state is None or self._state["won"]:
             return None
         following = walkthrough_action(self._walkthrough, self._taken)
-        if following is not None:
+        if following is not None or self._planner_gave_up:
             return following
         with ENGINE_LOCK:
             plan = plan_within(lambda: self._engine._pddl_state.replan(self._engine._entity_infos))
+        # A search that outgrew the limits once tends to again from the next state of the same kitchen.
+        self._planner_gave_up = plan is None
         return plan[0] if plan else None
 
     def _close_engine(self) -> None:
