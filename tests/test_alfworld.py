@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 import agentgym
+from agentgym.envs.alfworld import env as alfworld_env
 from agentgym.envs.alfworld.env import AlfWorldEnv, game_folder, plan_within
 from agentgym.envs.alfworld.games import SPLIT_SIZES, TASK_TYPES, split_games, unseen_floor_plans
 
@@ -116,6 +117,22 @@ def test_a_runaway_plan_search_is_stopped_by_time_or_memory_and_the_expert_has_n
     assert plan_within(_search_until_memory_runs_out, seconds=60.0, memory=256 << 20) is None
     assert time.monotonic() - start < 30  # the memory limit, not the clock, stopped the second search
     assert not psutil.Process().children()  # no copy left behind
+
+
+def test_the_expert_gives_up_for_the_episode_once_a_search_outgrew_its_limits(monkeypatch):
+    searches = []
+    monkeypatch.setattr(alfworld_env, "plan_within", lambda plan: searches.append(plan))  # every search blows up
+    env = agentgym.make(ALFWORLD, split="test", task_types=["pick_and_place_simple"])
+    try:
+        observation, _ = env.reset(seed=0)
+        on_path = env.unwrapped.expert_action()
+        env.step(next(a for a in observation["admissible_actions"] if a.startswith("go to ") and a != on_path))
+        assert env.unwrapped.expert_action() is None and env.unwrapped.expert_action() is None
+        assert len(searches) == 1  # not one more search per turn
+        env.reset(seed=0)
+        assert env.unwrapped.expert_action() == on_path  # a new episode follows the walkthrough again
+    finally:
+        env.close()
 
 
 def test_alfworlds_own_loader_reads_the_official_layout_and_the_env_plays_it(tmp_path):
