@@ -64,7 +64,6 @@ def main() -> None:
     out = args.out or RESULTS / ("experience_fidelity" + ("-quick" if args.quick else ""))
     trained = dict(item.split("=", 1) for item in args.trained)
 
-    rows = []
     for family in families:
         real_id, task_filter, split = FAMILIES[family]
         run = Path(trained[family]) if family in trained and (Path(trained[family]) / "final").is_dir() else None
@@ -86,7 +85,8 @@ def main() -> None:
                           "settings": model.config()}
                 model.close()
                 atomic_write(cached, lambda handle, r=result: handle.write(json.dumps(r, indent=1).encode()))
-            rows.append((family, label, result))
+
+    rows = cached_rows(out)  # every family measured so far, so a run of one family keeps the others in the figure
 
     print(f"\nExperience-model fidelity on held-out real transitions ({count} per family, greedy, up to 3 attempts):")
     print("| family | model | real ends | " + " | ".join(METRICS) + " |")
@@ -95,6 +95,17 @@ def main() -> None:
         print(f"| {family} | {label} | {result['real_ends']} | " + " | ".join(percent(result[m]) for m in METRICS) + " |")
     plot(rows, out / "experience_fidelity.png")
     print(f"figure: {out / 'experience_fidelity.png'}")
+
+
+def cached_rows(out: Path) -> list[tuple[str, str, dict]]:
+    """(family, model, result) of every result cached in ``out``, in FAMILIES order, prompted first."""
+    rows = []
+    for family in FAMILIES:
+        for label in ("prompted embedded", "trained"):
+            cached = out / f"{family}-{label.replace(' ', '-')}.json"
+            if cached.exists():
+                rows.append((family, label, json.loads(cached.read_text())))
+    return rows
 
 
 def plot(rows: list, path: Path) -> None:
