@@ -139,15 +139,19 @@ def run_unit(system: str, seed: int, budget: dict[str, Any], out: Path) -> dict[
     _, _, stats = SYSTEMS[system]
     folder = out / system / f"grpo-lr{budget['lr']:g}-seed{seed}"  # another lr never reuses a run
     clone = clone_adapter(system, budget, out)
-    start = time.perf_counter()
     if not (folder / "final").is_dir():
         train_grpo(GRPOConfig(**settings(system, seed), init_adapters=[str(clone)], group_stats=stats,
                               invalid_penalty=0.0 if system == "agentflow" else 0.1, temperature=0.7,
                               iterations=budget["iterations"], tasks_per_iteration=budget["tasks"],
                               group_size=budget["group"], lr=budget["lr"], minibatch_size=budget["minibatch"],
                               output_dir=str(folder), resume=(folder / "checkpoint.pt").exists()), progress=True)
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    return {"system": system, "seed": seed, "train_seconds": time.perf_counter() - start,
+    # An iteration's row, the last one logged (a run killed between logging and its checkpoint logs the
+    # iteration again on resume); the training time is summed from them, so a run resumed across sittings
+    # counts its time in every sitting and not a killed iteration twice.
+    rows = {row["iteration"]: row for row in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+            if "episodes_played" in row}.values()
+    return {"system": system, "seed": seed,
+            "train_seconds": sum(row.get("seconds_rollout", 0.0) + row.get("seconds_update", 0.0) for row in rows),
             "curve": [row["train_success_rate"] for row in rows if "train_success_rate" in row],
             **evaluate_adapters(system, [clone, folder / "final"], budget)}
 
