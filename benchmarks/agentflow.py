@@ -42,6 +42,7 @@ from agentgym.trainers.config import RunConfig
 from agentgym.trainers.grpo import GRPOConfig
 from agentgym.trainers.grpo import train as train_grpo
 from agentgym.trainers.model import build_policy
+from agentgym.trainers.run import training_seconds
 from agentgym.trainers.sft import SFTConfig
 from agentgym.trainers.sft import train as train_sft
 
@@ -145,13 +146,9 @@ def run_unit(system: str, seed: int, budget: dict[str, Any], out: Path) -> dict[
                               iterations=budget["iterations"], tasks_per_iteration=budget["tasks"],
                               group_size=budget["group"], lr=budget["lr"], minibatch_size=budget["minibatch"],
                               output_dir=str(folder), resume=(folder / "checkpoint.pt").exists()), progress=True)
-    # An iteration's row, the last one logged (a run killed between logging and its checkpoint logs the
-    # iteration again on resume); the training time is summed from them, so a run resumed across sittings
-    # counts its time in every sitting and not a killed iteration twice.
-    rows = {row["iteration"]: row for row in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
-            if "episodes_played" in row}.values()
-    return {"system": system, "seed": seed,
-            "train_seconds": sum(row.get("seconds_rollout", 0.0) + row.get("seconds_update", 0.0) for row in rows),
+    # the run's own timings, so a run resumed across sittings counts every sitting's training
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return {"system": system, "seed": seed, "train_seconds": training_seconds(rows),
             "curve": [row["train_success_rate"] for row in rows if "train_success_rate" in row],
             **evaluate_adapters(system, [clone, folder / "final"], budget)}
 

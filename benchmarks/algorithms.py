@@ -50,6 +50,7 @@ from agentgym.rollout import RolloutEngine
 from agentgym.trainers import epo, grpo, heldout, ppo
 from agentgym.trainers.config import RunConfig
 from agentgym.trainers.model import build_policy
+from agentgym.trainers.run import training_seconds
 from agentgym.trainers.sft import SFTConfig
 from agentgym.trainers.sft import train as train_sft
 
@@ -161,7 +162,7 @@ def run_unit(family: str, algorithm: str, seed: int, budget: dict[str, Any], ada
         # over the iterations that trained (DAPO trains only its kept groups; an iteration that kept none has no share)
         "zero_advantage_groups": [row["zero_advantage_groups"] for row in trained if "zero_advantage_groups" in row],
         "episodes": trained[-1]["episodes_played"], "iterations": len(trained),
-        "train_seconds": sum(row.get("seconds_rollout", 0.0) + row.get("seconds_update", 0.0) for row in trained),
+        "train_seconds": training_seconds(trained),
     }
 
 

@@ -75,7 +75,7 @@ def main() -> None:
         if run:
             variants["trained"] = trained_settings(run / "final")
         for label, settings in variants.items():
-            cached = out / f"{family}-{label.replace(' ', '-')}.json"
+            cached = cache_path(out, family, label)
             result = json.loads(cached.read_text()) if cached.exists() else {}
             if not all(metric in result for metric in METRICS):  # not run yet, or cached before a metric was added
                 print(f"== {family}: {label} on {len(held_out)} held-out {split} transitions", flush=True)
@@ -97,15 +97,16 @@ def main() -> None:
     print(f"figure: {out / 'experience_fidelity.png'}")
 
 
+def cache_path(out: Path, family: str, label: str) -> Path:
+    """Where the result of one (family, model) is cached."""
+    return out / f"{family}-{label.replace(' ', '-')}.json"
+
+
 def cached_rows(out: Path) -> list[tuple[str, str, dict]]:
     """(family, model, result) of every result cached in ``out``, in FAMILIES order, prompted first."""
-    rows = []
-    for family in FAMILIES:
-        for label in ("prompted embedded", "trained"):
-            cached = out / f"{family}-{label.replace(' ', '-')}.json"
-            if cached.exists():
-                rows.append((family, label, json.loads(cached.read_text())))
-    return rows
+    return [(family, label, json.loads(cache_path(out, family, label).read_text()))
+            for family in FAMILIES for label in ("prompted embedded", "trained")
+            if cache_path(out, family, label).exists()]
 
 
 def plot(rows: list, path: Path) -> None:

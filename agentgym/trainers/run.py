@@ -22,6 +22,13 @@ from agentgym.records import Trajectory, write_jsonl
 CHECKPOINT = "checkpoint.pt"
 
 
+def training_seconds(rows: list[dict[str, Any]]) -> float:
+    """Seconds a run spent in rollouts and updates, summed over its metrics rows (held-out evaluations left
+    out). The rows are the run's whole history even when it was resumed across sittings: a resume restores
+    them from the checkpoint, so no iteration is counted twice."""
+    return sum(row.get("seconds_rollout", 0.0) + row.get("seconds_update", 0.0) for row in rows)
+
+
 @dataclass
 class MetricsLog:
     """Metrics per iteration, appended to ``metrics.jsonl`` (and TensorBoard when it is installed). A
