@@ -221,6 +221,9 @@ def main() -> None:
     parser.add_argument("--model", default=MODEL["model"],
                         help="the model cloned and trained: embedded (default), hf:PATH, or tiny — a small random "
                              "model that checks the benchmark's wiring in minutes (its numbers mean nothing)")
+    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
+                        help="run only these systems (their units are cached, so a later run of both reuses them); "
+                             "the table and plot need both")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default benchmarks/results/agentflow[-quick][-MODEL])")
     args = parser.parse_args()
@@ -232,14 +235,17 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     scripted = cached_json(out / "scripted.json", lambda: scripted_unit(budget))
     clones = {system: cached_json(out / system / "clone.json", lambda system=system: clone_unit(system, budget, out))
-              for system in SYSTEMS}
+              for system in args.systems}
     units = []
     for seed in budget["seeds"]:
-        for system in SYSTEMS:
+        for system in args.systems:
             name = f"grpo-lr{budget['lr']:g}-seed{seed}.json"
             units.append(cached_json(out / system / name,
                                      lambda system=system, seed=seed: run_unit(system, seed, budget, out)))
             print(f"{system} seed {seed} done ({units[-1]['train_seconds'] / 60:.1f} min of training)", flush=True)
+    if len(args.systems) < len(SYSTEMS):
+        print(f"Only {', '.join(args.systems)} run: rerun without --systems for the table (cached units are reused).")
+        return
     text = table(scripted, clones, units, len(budget["seeds"]))
     print(f"\nFactbookMath, {mode} budget {budget}:\n{text}")
     (out / "table.md").write_text(text + "\n", encoding="utf-8")
