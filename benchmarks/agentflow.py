@@ -127,12 +127,17 @@ def clone_adapter(system: str, budget: dict[str, Any], out: Path) -> Path:
     return folder / "final"
 
 
+def metrics_rows(folder: Path) -> list[dict[str, Any]]:
+    """A training run's own metrics rows: its training time is summed from them, so a run resumed across
+    sittings counts every sitting's training."""
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
 def clone_unit(system: str, budget: dict[str, Any], out: Path) -> dict[str, Any]:
     """The warm start, with its training time and evaluation."""
-    start = time.perf_counter()
     adapter = clone_adapter(system, budget, out)
-    seconds = time.perf_counter() - start
-    return {"system": system, "train_seconds": seconds, **evaluate_adapters(system, [adapter], budget)}
+    return {"system": system, "train_seconds": training_seconds(metrics_rows(adapter.parent)),
+            **evaluate_adapters(system, [adapter], budget)}
 
 
 def run_unit(system: str, seed: int, budget: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -146,8 +151,7 @@ def run_unit(system: str, seed: int, budget: dict[str, Any], out: Path) -> dict[
                               iterations=budget["iterations"], tasks_per_iteration=budget["tasks"],
                               group_size=budget["group"], lr=budget["lr"], minibatch_size=budget["minibatch"],
                               output_dir=str(folder), resume=(folder / "checkpoint.pt").exists()), progress=True)
-    # the run's own timings, so a run resumed across sittings counts every sitting's training
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_rows(folder)
     return {"system": system, "seed": seed, "train_seconds": training_seconds(rows),
             "curve": [row["train_success_rate"] for row in rows if "train_success_rate" in row],
             **evaluate_adapters(system, [clone, folder / "final"], budget)}
