@@ -137,6 +137,15 @@ def test_dapo_dynamic_sampling_keeps_only_informative_groups(tmp_path):
     assert any(row["train_groups_kept"] > 0 for row in rows)
 
 
+def test_progress_line_says_when_an_iteration_made_no_update():
+    # DAPO can keep no group in an iteration: the line says there was no update, not "loss nan".
+    algorithm = loop.Algorithm(GRPOConfig())
+    trained = algorithm.progress({"train_success_rate": 0.5, "train_mean_reward": 0.5, "loss": -0.25, "entropy": 0.7})
+    assert trained == "success 0.50 reward 0.50 loss -0.2500 entropy 0.700"
+    skipped = algorithm.progress({"train_success_rate": 1.0, "train_mean_reward": 1.0})
+    assert "no update" in skipped and "nan" not in skipped
+
+
 def test_max_episodes_caps_the_rollout_budget_counting_dropped_groups(tmp_path):
     # DAPO plays extra rounds when groups saturate; an equal-budget run stops once the episodes it
     # played (kept or dropped) reach max_episodes — its extra rounds stop there too — and the report says

@@ -140,9 +140,10 @@ class Algorithm:
 
     def progress(self, row: dict[str, Any]) -> str:
         """The progress line's text for an iteration's metrics row."""
+        update = (f"loss {row['loss']:+.4f} entropy {row.get('entropy', float('nan')):.3f}" if "loss" in row
+                  else "no update (no training samples this iteration)")  # e.g. DAPO kept no group
         return (f"success {row.get('train_success_rate', float('nan')):.2f} "
-                f"reward {row.get('train_mean_reward', float('nan')):.2f} "
-                f"loss {row.get('loss', float('nan')):+.4f} entropy {row.get('entropy', float('nan')):.3f}")
+                f"reward {row.get('train_mean_reward', float('nan')):.2f} {update}")
 
     def summary(self) -> str:
         """What one iteration was, for the report."""
