@@ -17,10 +17,12 @@ import pytest
 import torch
 
 from agentgym.cli import main, read_config
-from agentgym.trainers import loop
-from agentgym.trainers.config import make_config
+from agentgym.rollout import RolloutEngine
+from agentgym.trainers import heldout, loop
+from agentgym.trainers.config import RunConfig, make_config
 from agentgym.trainers.epo import EntropySmoothing, EPOConfig
 from agentgym.trainers.grpo import GRPOConfig, train
+from agentgym.trainers.model import build_policy
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -135,6 +137,28 @@ def test_dapo_dynamic_sampling_keeps_only_informative_groups(tmp_path):
         # One turn per episode: only the kept groups' episodes become samples.
         assert row.get("samples", 0) == row["train_groups_kept"] * config.group_size
     assert any(row["train_groups_kept"] > 0 for row in rows)
+
+
+def test_eval_temperature_zero_evaluates_greedily_then_restores_the_training_temperatures():
+    # Held-out replies at eval_temperature (0: greedy) while training keeps sampling at its own. The tiny
+    # model at choice temperature 8 picks almost uniformly among the four actions, so two sampled plays
+    # of the same games differ; two greedy ones agree.
+    config = RunConfig(**ONE_TURN_COIN)
+    policy = build_policy(config)
+    with RolloutEngine(config.env_id, config.eval_split, num_envs=4, env_kwargs=config.env_kwargs) as engine:
+        games = sorted(engine.tasks)[:8]
+
+        def actions() -> list[str]:
+            return [t.turns[0].action for t in engine.run(policy, engine.plan(task_ids=games, seed=0))]
+
+        with heldout.evaluation_sampling(policy, 0.0):
+            greedy = [actions(), actions()]
+            assert policy.choice_temperature == 0.0 and policy.sampling.temperature == 0.0
+        sampled = [actions(), actions()]
+    assert greedy[0] == greedy[1] and sampled[0] != sampled[1]
+    assert policy.choice_temperature == 8.0 and policy.sampling.temperature == 1.0
+    with pytest.raises(ValueError, match="eval_temperature"):
+        RunConfig(eval_temperature=-1.0)
 
 
 def test_progress_line_says_when_an_iteration_made_no_update():

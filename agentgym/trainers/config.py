@@ -83,6 +83,7 @@ class LLMConfig(Settings):
     mode: str = "choice"  # choice: pick among admissible actions | generate: free text (see HFPolicy)
     temperature: float = 1.0  # sampling temperature of free generation
     choice_temperature: float = 1.0  # temperature of the softmax over admissible actions
+    eval_temperature: float | None = None  # held-out evaluation's temperature, for replies and choices alike (None: as in training; 0: greedy)
     max_new_tokens: int = 24  # reply budget in generate mode
     layout: str = "per-turn"  # per-turn: a sample per turn | episode: one concatenated sequence per episode
     reuse_computation: bool = True  # same maths, less compute: rollouts score a repeated choice state once while the weights are unchanged; updates run the frozen layers below lora_layers once per distinct choice state or (prompt, reply)
@@ -90,6 +91,8 @@ class LLMConfig(Settings):
     sampler_sync: str = "weights"  # vllm weight sync after each update: weights (merged, reloaded) | lora (new adapter version)
 
     def __post_init__(self) -> None:
+        if self.eval_temperature is not None and self.eval_temperature < 0:
+            raise ValueError(f"eval_temperature must be 0 (greedy) or more, or unset; got {self.eval_temperature}.")
         if self.layout not in ("per-turn", "episode"):
             raise ValueError(f"layout must be 'per-turn' or 'episode', not {self.layout!r}.")
         if self.layout == "episode" and (getattr(self, "prompt_style", "chat") != "chat" or self.mode != "generate"):
