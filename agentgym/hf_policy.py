@@ -28,7 +28,7 @@ import contextlib
 import copy
 import math
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -227,6 +227,18 @@ class HFPolicy(Policy):
         if self._trunk is None:
             self._trunk = (frozen_trunk.TrunkCache.of(self.model) if self.reuse_scores else None) or False
         return self._trunk or None
+
+    @contextlib.contextmanager
+    def at_temperature(self, temperature: float) -> Iterator[None]:
+        """While open, replies and choices are sampled at ``temperature`` (0: greedy, the likeliest
+        choice); the training temperatures come back when it closes. Held-out evaluation opens it."""
+        saved = self.sampling, self.choice_temperature
+        self.sampling = replace(self.sampling, temperature=float(temperature))
+        self.choice_temperature = float(temperature)
+        try:
+            yield
+        finally:
+            self.sampling, self.choice_temperature = saved
 
     @contextlib.contextmanager
     def keeping_trunk(self) -> Iterator[None]:

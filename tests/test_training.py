@@ -18,7 +18,7 @@ import torch
 
 from agentgym.cli import main, read_config
 from agentgym.rollout import RolloutEngine
-from agentgym.trainers import heldout, loop
+from agentgym.trainers import loop
 from agentgym.trainers.config import RunConfig, make_config
 from agentgym.trainers.epo import EntropySmoothing, EPOConfig
 from agentgym.trainers.grpo import GRPOConfig, train
@@ -151,7 +151,7 @@ def test_eval_temperature_zero_evaluates_greedily_then_restores_the_training_tem
         def actions() -> list[str]:
             return [t.turns[0].action for t in engine.run(policy, engine.plan(task_ids=games, seed=0))]
 
-        with heldout.evaluation_sampling(policy, 0.0):
+        with policy.at_temperature(0.0):
             greedy = [actions(), actions()]
             assert policy.choice_temperature == 0.0 and policy.sampling.temperature == 0.0
         sampled = [actions(), actions()]

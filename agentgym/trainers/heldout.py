@@ -5,8 +5,6 @@ sample of tasks."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from typing import Iterator
 
 import numpy as np
 
@@ -49,27 +47,12 @@ def evaluate_policy(policy: Policy, engine: RolloutEngine, config: RunConfig, *,
     """Held-out metrics (``eval_*``) on the same tasks every time (a fixed sample of the evaluation split)."""
     ids = matching_tasks(engine, config)
     picked = np.random.default_rng(EVAL_SEED).permutation(len(ids))[: config.eval_episodes]
-    with evaluation_sampling(policy, getattr(config, "eval_temperature", None)):
+    temperature = getattr(config, "eval_temperature", None)  # None: sample as training does
+    at_temperature = getattr(policy, "at_temperature", None)  # random and scripted policies have none
+    with at_temperature(temperature) if temperature is not None and at_temperature else contextlib.nullcontext():
         trajectories = engine.run(policy, engine.plan(task_ids=[ids[i] for i in picked], seed=EVAL_SEED,
                                                       run_id="eval"), progress=progress)
     return {f"eval_{key}": value for key, value in episode_metrics(trajectories).items()}
-
-
-@contextlib.contextmanager
-def evaluation_sampling(policy: Policy, temperature: float | None) -> Iterator[None]:
-    """Let ``policy`` reply at ``temperature`` (0: greedy, the likeliest choice in choice mode) until the
-    block ends, then restore its training temperatures. ``None``, or a policy without sampling settings
-    (random, scripted), changes nothing."""
-    if temperature is None or not hasattr(policy, "sampling"):
-        yield
-        return
-    saved = policy.sampling, policy.choice_temperature
-    policy.sampling = dataclasses.replace(policy.sampling, temperature=float(temperature))
-    policy.choice_temperature = float(temperature)
-    try:
-        yield
-    finally:
-        policy.sampling, policy.choice_temperature = saved
 
 
 def evaluate_before(policy: Policy, engine: RolloutEngine, config: RunConfig, *,
