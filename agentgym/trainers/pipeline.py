@@ -70,12 +70,25 @@ def run(settings: dict[str, Any], overrides: list[str] = ()) -> dict[str, Any]:
     lines = ["# Pipeline", "", "| stage | trainer | held-out success before | after | report |", "|---|---|---|---|---|"]
     for index, name, result in results:
         before = result["before"].get("eval_success_rate")  # absent with eval_before: false
-        lines.append(f"| {index} | {name} | {'—' if before is None else f'{before:.1%}'} | "
+        if before is not None:
+            cell = f"{before:.1%}"
+        elif index > 1 and _evaluation_of(stages[index - 1][1]) == _evaluation_of(stages[index - 2][1]):
+            # the stage starts from the weights the stage before ended with, evaluated the same way
+            cell = f"{results[index - 2][2]['after']['eval_success_rate']:.1%} (stage {index - 1}'s after)"
+        else:
+            cell = "—"
+        lines.append(f"| {index} | {name} | {cell} | "
                      f"{result['after']['eval_success_rate']:.1%} | [{index}-{name}]({index}-{name}/report.md) |")
     report = output / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return {"before": results[0][2]["before"], "after": results[-1][2]["after"], "report": str(report),
             "stages": [result for _, _, result in results]}
+
+
+def _evaluation_of(stage: dict[str, Any]) -> tuple:
+    """The settings that decide a held-out figure: two stages that share them measure alike."""
+    keys = ("env_id", "env_kwargs", "task_filter", "eval_split", "eval_episodes", "eval_temperature", "seed")
+    return tuple(repr(stage.get(key)) for key in keys)
 
 
 def _write_json(path: Path, value: Any) -> None:
