@@ -23,7 +23,8 @@ evaluated once per seed (every algorithm starts from the same weights, so their 
 Per family it prints held-out success mean ± std with the 95% interval, the training episodes each
 algorithm needed to first reach the family's threshold on the held-out curve (sample efficiency), the
 share of trained groups whose every advantage was zero, and the training wall time (rollouts and updates;
-the evaluations are the same for all), then writes one PNG of the held-out curves with a band over seeds.
+the evaluations are the same for all), then writes that table (``algorithms-FAMILY.md``) and a PNG of the
+held-out curves with a band over seeds (``algorithms-FAMILY.png``) beside the units.
 
 Each finished (family, algorithm, seed) unit is cached as JSON under --out and an interrupted run
 resumes from its checkpoint, so the campaign can run across sittings; run it on a quiet machine.
@@ -171,21 +172,23 @@ def first_reaching(curve: list[list[float]], threshold: float) -> float | None:
     return next((episodes for episodes, success in curve if success >= threshold), None)
 
 
-def print_family(family: str, units: dict[str, list[dict[str, Any]]], seeds: list[int]) -> None:
+def table_of(family: str, units: dict[str, list[dict[str, Any]]], seeds: list[int]) -> str:
+    """The family's Markdown table: the start, then each algorithm after training, over ``seeds``."""
     spec = FAMILIES[family]
     splits = spec["splits"]
     starts = [r["before"] for r in next(iter(units.values()))]  # every algorithm's start, per seed
     random = ", ".join(f"`{split}` {np.mean([s[split]['random_success_rate'] for s in starts]):.0%}" for split in splits)
-    print(f"\n### {spec['title']}\n\nHeld-out success (sampled), mean ± std (95% interval) over seeds {seeds}; "
-          f"budget {next(iter(units.values()))[0]['episodes']} training episodes; a random choice among the "
-          f"admissible actions wins {random} of the same games:\n")
+    lines = [f"### {spec['title']}", "",
+             f"Held-out success (sampled), mean ± std (95% interval) over seeds {seeds}; budget "
+             f"{next(iter(units.values()))[0]['episodes']} training episodes; a random choice among the admissible "
+             f"actions wins {random} of the same games:", ""]
     header = " | ".join(f"`{split}` success" for split in splits)
-    print(f"| algorithm | {header} | episodes to reach {spec['threshold']:.0%} on `test` | groups with zero "
-          "advantage | training wall time |")
-    print("|---|" + "---|" * (len(splits) + 3))
+    lines.append(f"| algorithm | {header} | episodes to reach {spec['threshold']:.0%} on `test` | groups with zero "
+                 "advantage | training wall time |")
+    lines.append("|---|" + "---|" * (len(splits) + 3))
     cells = " | ".join(mean_std_cell([start[split]["eval_success_rate"] for start in starts], interval=True)
                        for split in splits)
-    print(f"| start (before training) | {cells} | — | — | — |")
+    lines.append(f"| start (before training) | {cells} | — | — | — |")
     for algorithm, results in units.items():
         cells = " | ".join(mean_std_cell([r["after"][split]["eval_success_rate"] for r in results], interval=True)
                            for split in splits)
@@ -193,8 +196,9 @@ def print_family(family: str, units: dict[str, list[dict[str, Any]]], seeds: lis
         hits = [value for value in reached if value is not None]
         reach = (f"{np.mean(hits):.0f} ({len(hits)}/{len(results)} seeds)" if hits else f"never (0/{len(results)})")
         silent = [float(np.mean(r["zero_advantage_groups"])) for r in results if r["zero_advantage_groups"]]
-        print(f"| {algorithm} | {cells} | {reach} | {mean_std_cell(silent) if silent else '— (no update)'} | "
-              f"{mean_std_cell([r['train_seconds'] / 60 for r in results], percent=False)} min |")
+        lines.append(f"| {algorithm} | {cells} | {reach} | {mean_std_cell(silent) if silent else '— (no update)'} | "
+                     f"{mean_std_cell([r['train_seconds'] / 60 for r in results], percent=False)} min |")
+    return "\n".join(lines)
 
 
 def plot_family(family: str, units: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -238,8 +242,12 @@ def main() -> None:
                 units.setdefault(algorithm, []).append(unit)
                 print(f"{family} {algorithm} seed {seed}: test success {unit['after']['test']['eval_success_rate']:.0%} "
                       f"after {unit['episodes']} episodes", flush=True)
-        print_family(family, units, seeds)
-        plot_family(family, units, (args.figures or out) / f"algorithms-{family}.png")
+        text = table_of(family, units, seeds)
+        print(f"\n{text}")
+        figures = args.figures or out
+        figures.mkdir(parents=True, exist_ok=True)
+        (figures / f"algorithms-{family}.md").write_text(text + "\n", encoding="utf-8")
+        plot_family(family, units, figures / f"algorithms-{family}.png")
 
 
 if __name__ == "__main__":
