@@ -174,14 +174,16 @@ def test_max_episodes_caps_the_rollout_budget_counting_dropped_groups(tmp_path):
     # DAPO plays extra rounds when groups saturate; an equal-budget run stops once the episodes it
     # played (kept or dropped) reach max_episodes — its extra rounds stop there too — and the report says
     # how many iterations it trained.
-    config = GRPOConfig(**{**ONE_TURN_COIN, "dynamic_sampling": True, "max_sampling_rounds": 3, "lr": 0.0},
-                        iterations=3, max_episodes=16, output_dir=str(tmp_path))
+    config = GRPOConfig(**{**ONE_TURN_COIN, "dynamic_sampling": True, "max_sampling_rounds": 3, "lr": 0.0,
+                           "eval_every": 1}, iterations=3, max_episodes=16, output_dir=str(tmp_path))
     result = train(config, progress=False)
     trained = [row for row in result["rows"] if "train_episodes" in row]
     assert len(trained) == 1  # the first round played all 16 episodes: no extra round, no second iteration
     assert trained[0]["episodes_played"] == trained[0]["train_episodes"] == 16
     assert trained[0]["train_episodes"] >= trained[0]["train_groups_kept"] * config.group_size
     assert result["rows"][-1]["iteration"] == 1 and "eval_success_rate" in result["rows"][-1]
+    # the budget's last iteration is evaluated once, as the run's `after`, not also as an eval_every point
+    assert ["eval_success_rate" in row for row in result["rows"] if row["iteration"] == 1].count(True) == 1
     assert "; 1 iterations of" in (tmp_path / "report.md").read_text()
 
 

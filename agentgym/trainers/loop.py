@@ -249,7 +249,8 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
                     with timer("sync"):
                         sampler.sync_weights(policy.model, iteration)  # the next rollouts sample these weights
             # 4. Held-out evaluation when due (same template and parser), metrics, checkpoint.
-            if config.eval_every and iteration % config.eval_every == 0 and iteration != config.iterations:
+            last = iteration == config.iterations or bool(config.max_episodes and played >= config.max_episodes)
+            if config.eval_every and iteration % config.eval_every == 0 and not last:  # the last one: `after`
                 with timer("eval"):
                     row.update(heldout.evaluate_policy(policy, evaluator, config, progress=evaluating))
             row.update({f"seconds_{phase}": seconds for phase, seconds in timer.seconds.items()})
