@@ -132,8 +132,11 @@ def warm_start(family: str, budget: dict[str, Any], out: Path) -> list[str]:
     print(f"{family}: zero-shot dev success {zero_shot['eval_success_rate']:.0%}, so {silent[0]:.0%} of groups of "
           f"{budget['group']} would carry no signal", flush=True)
 
+    def folder_of(episodes: int) -> Path:
+        return out / family / f"clone-{episodes}"
+
     def clone(episodes: int) -> dict[str, float]:
-        folder = out / family / f"clone-{episodes}"
+        folder = folder_of(episodes)
         result = train_sft(SFTConfig(**run, collect_policy="oracle", collect_episodes=episodes, iterations=1,
                                      eval_split="dev", eval_every=0, eval_before=False,
                                      eval_episodes=budget["eval_episodes"], output_dir=str(folder),
@@ -150,10 +153,10 @@ def warm_start(family: str, budget: dict[str, Any], out: Path) -> list[str]:
     chosen = min(silent, key=silent.get)
     if chosen == 0:
         return []
-    if not (out / family / f"clone-{chosen}" / "final").is_dir():  # the unit JSON came from another machine
+    if not (folder_of(chosen) / "final").is_dir():  # its JSON came from another machine: train it again
         clone(chosen)
     print(f"{family}: every run starts from the clone of {chosen} oracle episodes", flush=True)
-    return [str(out / family / f"clone-{chosen}" / "final")]
+    return [str(folder_of(chosen) / "final")]
 
 
 def start_of(family: str, seed: int, budget: dict[str, Any], adapters: list[str], out: Path) -> dict[str, float]:

@@ -218,7 +218,7 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
             if before:
                 run.metrics.log({"iteration": 0, **before})
         for iteration in range(start + 1, config.iterations + 1):
-            if config.max_episodes and played >= config.max_episodes:
+            if budget_spent(config, played):
                 print(f"Stopping after iteration {iteration - 1}: {played} training episodes played "
                       f"(max_episodes={config.max_episodes}).", flush=True)
                 break
@@ -249,7 +249,7 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
                     with timer("sync"):
                         sampler.sync_weights(policy.model, iteration)  # the next rollouts sample these weights
             # 4. Held-out evaluation when due (same template and parser), metrics, checkpoint.
-            last = iteration == config.iterations or bool(config.max_episodes and played >= config.max_episodes)
+            last = iteration == config.iterations or budget_spent(config, played)
             if config.eval_every and iteration % config.eval_every == 0 and not last:  # the last one: `after`
                 with timer("eval"):
                     row.update(heldout.evaluate_policy(policy, evaluator, config, progress=evaluating))
@@ -268,6 +268,11 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
         if sampler is not None:
             sampler.close()
     return finish(run, algorithm, policy, before, after, done)
+
+
+def budget_spent(config: RunConfig, played: int) -> bool:
+    """Whether the run has played its ``max_episodes`` training episodes (0: no episode budget)."""
+    return bool(config.max_episodes) and played >= config.max_episodes
 
 
 def zero_advantage_share(trajectories: list[Trajectory]) -> float | None:
