@@ -5,7 +5,8 @@ its output for a token sequence never changes during a run, and the adapter swit
 reference) leaves it as it is. So a state's (prompt, candidates) runs through the trunk once, without
 gradients, and its output is kept: the rollout that scores the candidates keeps it
 (:meth:`HFPolicy.trunk_cache`), and the update's forward passes, every epoch and the reference pass, then
-run only the adapted top layers on it (``reuse_computation``, issue #27). A text sample (prompt, reply)
+run only the adapted top layers on it (``reuse_computation``, issue #27); so does a value head reading the
+state's prompt (:func:`prompt_states`, PPO). A text sample (prompt, reply)
 is the one-candidate case: free generation inside :meth:`HFPolicy.keeping_trunk` (a training rollout)
 keeps it for each reply it samples (:class:`TrunkTap`), and cloning keeps it at its first pass, so the update
 runs only the top layers. The numbers are those of :meth:`HFPolicy.token_logprobs` up to float rounding.
@@ -184,15 +185,7 @@ def choice_logprobs(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *,
     depth, states = cache.depth, cache.states
     distinct = list(dict.fromkeys(keys))
     packed = pack(distinct, policy.tokenizer.pad_token_id)
-    missing = [row for row, key in enumerate(distinct) if key not in states]
-    if missing:
-        part = Packed(packed.ids[missing], packed.positions[missing], packed.mask[missing], [])
-        with torch.no_grad():
-            trunk = _run_layers(decoder, decoder.layers[:depth], decoder.embed_tokens(part.ids), part)
-        for row, state in zip(missing, trunk):
-            cache.keep(distinct[row], state[: packed_length(distinct[row])].clone(), protect=distinct)
-    for key in distinct:
-        states.move_to_end(key)
+    _keep_trunk(policy, distinct, cache, packed)
     width = packed.ids.shape[1]
     hidden = torch.stack([torch.nn.functional.pad(states[key], (0, 0, 0, width - len(states[key])))
                           for key in distinct])
@@ -213,6 +206,42 @@ def choice_logprobs(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *,
                 results[key][1].append(entropy[cursor: cursor + len(candidate)])
                 cursor += len(candidate)
     return [results[key][0] for key in keys], [results[key][1] for key in keys]
+
+
+def prompt_states(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *, grad: bool = True) -> torch.Tensor:
+    """The last layer's (normed) hidden state at each key's last prompt token, ``(keys, hidden)`` — what a
+    value head reads, as :meth:`HFPolicy.prompt_states` gives it up to float rounding — running only the
+    adapted layers. A prompt's tokens see no candidate, so the prompt's part of a key's kept trunk output
+    is the prompt's own: the state the rollout scored runs through the frozen layers no second time."""
+    decoder, _ = _parts(policy.model)
+    distinct = list(dict.fromkeys(keys))
+    _keep_trunk(policy, distinct, cache)
+    prompts = pack([(key[0], ()) for key in distinct], policy.tokenizer.pad_token_id)
+    width = prompts.ids.shape[1]
+    hidden = torch.stack([torch.nn.functional.pad(cache.states[key][: len(key[0])], (0, 0, 0, width - len(key[0])))
+                          for key in distinct])
+    with torch.set_grad_enabled(grad):
+        hidden = decoder.norm(_run_layers(decoder, decoder.layers[cache.depth: decoder.config.num_hidden_layers],
+                                          hidden, prompts))
+        last = hidden[torch.arange(len(distinct)), torch.tensor([len(key[0]) - 1 for key in distinct])]
+    row = {key: index for index, key in enumerate(distinct)}
+    return last[[row[key] for key in keys]]
+
+
+def _keep_trunk(policy: HFPolicy, distinct: Sequence[Key], cache: TrunkCache, packed: Packed | None = None) -> None:
+    """Run the keys whose trunk output the cache lacks through the frozen layers (no gradients) and keep
+    it; mark every key as just used. ``packed`` is ``distinct`` packed, when the caller has it."""
+    missing = [row for row, key in enumerate(distinct) if key not in cache.states]
+    if missing:
+        decoder, _ = _parts(policy.model)
+        packed = packed or pack(distinct, policy.tokenizer.pad_token_id)
+        part = Packed(packed.ids[missing], packed.positions[missing], packed.mask[missing], [])
+        with torch.no_grad():
+            trunk = _run_layers(decoder, decoder.layers[: cache.depth], decoder.embed_tokens(part.ids), part)
+        for row, state in zip(missing, trunk):
+            cache.keep(distinct[row], state[: packed_length(distinct[row])].clone(), protect=distinct)
+    for key in distinct:
+        cache.states.move_to_end(key)
 
 
 def packed_length(key: Key) -> int:

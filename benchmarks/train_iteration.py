@@ -15,9 +15,12 @@ agree, and prints both.
     python benchmarks/train_iteration.py                  # 2 iterations per path, one round
     python benchmarks/train_iteration.py --rounds 2       # old, new, old, new
     python benchmarks/train_iteration.py --config configs/grpo-search.yaml   # another config's GRPO (free generation)
+    python benchmarks/train_iteration.py --config configs/ppo-coin-level5.yaml   # PPO: its value passes too
 
-Another config's GRPO runs from fresh weights: a pipeline's GRPO stage, with the shared settings, without
-the stages before it (the speed of an iteration, not its learning, is measured).
+Another config runs from fresh weights: a GRPO, PPO or EPO config, or a pipeline's stage of those, with
+the shared settings, without the stages before it (the speed of an iteration, not its learning, is
+measured). An algorithm's own passes are timed apart: its advantages (PPO's value pass over the rollout)
+and the loss terms it adds to the policy loss (PPO's value loss, EPO's entropy smoothing).
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ import numpy as np
 import yaml
 
 DEMO = Path(__file__).resolve().parent.parent / "configs" / "demo-grpo-coin-level3.yaml"
-PHASES = ("env steps", "prompt building", "choice scoring", "generation", "update forward", "update backward",
-          "update other", "rollout other")
+PHASES = ("env steps", "prompt building", "choice scoring", "generation", "advantages", "update forward",
+          "update extra terms", "update backward", "update other", "rollout other")
+TRAINERS = ("grpo", "ppo", "epo")  # the shared loop's policy-gradient trainers, timed alike
 
 
 class PhaseClock:
@@ -71,43 +75,53 @@ class PhaseClock:
         setattr(owner, name, timed)
 
 
-def grpo_settings(path: Path) -> dict:
-    """The GRPO settings of a config file: a GRPO config's, or a pipeline's GRPO stage over its shared ones."""
+def trainer_settings(path: Path) -> tuple[str, dict]:
+    """The trainer and settings of a config file: a GRPO, PPO or EPO config's, or a pipeline's first stage
+    of those over its shared settings."""
     settings = yaml.safe_load(path.read_text())
     if settings.get("trainer") == "pipeline":
-        stage = next((s for s in settings["stages"] if s.get("trainer") == "grpo"), None)
+        stage = next((s for s in settings["stages"] if s.get("trainer") in TRAINERS), None)
         if stage is None:
-            raise SystemExit(f"{path}: a pipeline without a `trainer: grpo` stage; give a GRPO config.")
+            raise SystemExit(f"{path}: a pipeline without a stage of {', '.join(TRAINERS)}; give such a config.")
         settings = {**settings.get("shared", {}), **stage}
-    if settings.pop("trainer", None) != "grpo":
-        raise SystemExit(f"{path}: not a `trainer: grpo` config (or a pipeline with a GRPO stage).")
-    return settings
+    trainer = settings.pop("trainer", None)
+    if trainer not in TRAINERS:
+        raise SystemExit(f"{path}: `trainer: {trainer}` — this benchmark times {', '.join(TRAINERS)} configs "
+                         "(or a pipeline with a stage of one).")
+    return trainer, settings
 
 
 def run_path(config_path: Path, reuse: bool, iterations: int, eval_episodes: int) -> dict:
-    """One training run of the config's GRPO in this process, timed by phase."""
+    """One training run of the config's trainer in this process, timed by phase."""
+    import importlib
+
     import torch
 
     from agentgym.hf_policy import HFPolicy
     from agentgym.rollout import EnvPool
-    from agentgym.trainers import grpo, heldout, update
+    from agentgym.trainers import heldout, loop, update
     from agentgym.trainers.config import make_config
 
+    trainer, settings = trainer_settings(config_path)
+    module = importlib.import_module(f"agentgym.trainers.{trainer}")
     clock = PhaseClock()
     for owner, name, phase in ((EnvPool, "step", "env steps"), (EnvPool, "reset", "env steps"),
                                (HFPolicy, "prompt_ids", "prompt building"), (HFPolicy, "reply_ids", "prompt building"),
                                (HFPolicy, "_scored_choices", "choice scoring"),
                                (HFPolicy, "generate", "generation"), (update, "policy_loss_terms", "update forward"),
                                (torch.Tensor, "backward", "update backward"), (update, "optimise", "update other"),
-                               (grpo.GroupRelative, "collect", "rollout other")):
+                               (loop.Algorithm, "collect", "rollout other")):
         clock.wrap(owner, name, phase)
+    algorithm = next(cls for cls in vars(module).values()
+                     if isinstance(cls, type) and issubclass(cls, loop.PolicyGradient) and cls.__module__ == module.__name__)
+    clock.wrap(algorithm, "advantages", "advantages")
+    clock.wrap(algorithm, "extra_loss", "update extra terms")
     for name in ("evaluate_before", "evaluate_policy"):  # before and after training
         clock.wrap(heldout, name, "evaluation", absorbing=True)
-    settings = grpo_settings(config_path)
     with tempfile.TemporaryDirectory() as folder:
-        config = make_config(grpo.GRPOConfig, settings, [f"iterations={iterations}", f"eval_episodes={eval_episodes}",
-                                                         f"output_dir={folder}", f"reuse_computation={reuse}"])
-        result = grpo.train(config, progress=True)
+        config = make_config(module.CONFIG, settings, [f"iterations={iterations}", f"eval_episodes={eval_episodes}",
+                                                       f"output_dir={folder}", f"reuse_computation={reuse}"])
+        result = module.train(config, progress=True)
     rows = [r for r in result["rows"] if "seconds_rollout" in r]
     return {"reuse": reuse, "phases": dict(clock.seconds),
             "iteration_seconds": [r["seconds_rollout"] + r.get("seconds_update", 0.0) for r in rows],
@@ -118,7 +132,7 @@ def run_path(config_path: Path, reuse: bool, iterations: int, eval_episodes: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEMO,
-                        help="a GRPO config, or a pipeline with a GRPO stage (default: the demo's)")
+                        help="a GRPO, PPO or EPO config, or a pipeline with a stage of one (default: the demo's)")
     parser.add_argument("--iterations", type=int, default=2, help="training iterations per run")
     parser.add_argument("--rounds", type=int, default=1, help="old-then-new rounds")
     parser.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes of each evaluation")

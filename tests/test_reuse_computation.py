@@ -173,6 +173,37 @@ def test_packed_candidates_see_the_prompt_and_only_their_own_tokens():
     assert sees[4].tolist() == [True, True, True, True, True, False]
 
 
+def test_ppo_values_through_the_kept_trunk_give_the_full_models_value_loss_and_gradients():
+    from agentgym.trainers import ppo
+
+    policy = adapted_policy()
+    critic = ppo.ValueBaseline(ppo.PPOConfig(model="tiny", value_clip=None))  # a clipped V has no gradient
+    critic.setup(policy)
+    with torch.no_grad():
+        critic.head.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))  # V is not 0 everywhere
+    cache = frozen_trunk.TrunkCache.of(policy.model)
+    update.policy_loss_terms(policy, choice_batch(policy, cache), update.LossSettings())  # as a rollout keeps it
+    kept = dict(cache.states)
+    results = []
+    for trunk_cache in (None, cache):
+        policy.model.zero_grad(), critic.head.zero_grad()
+        samples = choice_batch(policy, trunk_cache)
+        for index, sample in enumerate(samples):
+            sample.old_value, sample.value_target = 0.1 * index, 1.0 - 0.3 * index
+        values = critic.values(samples, grad=False)
+        loss, _ = critic.extra_loss({}, samples, 0)
+        loss.backward()
+        results.append((values, float(loss.detach()), [p.grad.clone() for p in [*critic.head.parameters(),
+                                                                      *policy.model.parameters()] if p.requires_grad]))
+    (full_values, full_loss, full_grads), (trunk_values, trunk_loss, trunk_grads) = results
+    assert torch.allclose(full_values, trunk_values, rtol=1e-4, atol=1e-5) and full_values.std() > 0
+    assert trunk_loss == pytest.approx(full_loss, rel=1e-4)
+    for full, trunk in zip(full_grads, trunk_grads, strict=True):  # float rounding, on the tensor's scale
+        assert (full - trunk).abs().max() <= 1e-4 * full.abs().max()
+    assert all(g.abs().sum() > 0 for g in full_grads)  # the value loss reaches the head and the adapter
+    assert cache.states.keys() == kept.keys() and all(cache.states[k] is v for k, v in kept.items())  # no trunk pass
+
+
 def text_batch(policy: HFPolicy, trunk_cache: frozen_trunk.TrunkCache | None) -> list[TurnSample]:
     """Four text samples: replies of different lengths after two prompts, one (prompt, reply) repeated."""
     samples = []

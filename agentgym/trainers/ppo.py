@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agentgym import frozen_trunk
 from agentgym.hf_policy import HFPolicy
 from agentgym.records import Trajectory
 from agentgym.trainers import loop
@@ -29,7 +30,7 @@ from agentgym.trainers.advantages import gae_advantages
 from agentgym.trainers.config import PolicyLossConfig, RunConfig, Settings, make_config
 from agentgym.trainers.loop import PolicyGradient
 from agentgym.trainers.losses import aggregate, clipped_value_loss
-from agentgym.trainers.samples import TurnSample, turn_stats
+from agentgym.trainers.samples import TurnSample, all_turns, turn_samples, turn_stats
 
 
 @dataclass
@@ -72,16 +73,24 @@ class ValueBaseline(PolicyGradient):
     def parameter_groups(self) -> list[dict[str, Any]]:
         return [{"params": list(self.head.parameters()), "lr": self.config.value_lr}]
 
-    def values(self, prompts: list[list[int]], *, grad: bool) -> torch.Tensor:
-        """V(s) for each prompt: the head on the last layer's hidden state at its last token."""
+    def values(self, samples: list[TurnSample], *, grad: bool) -> torch.Tensor:
+        """V(s) for each sample's prompt: the head on the last layer's hidden state at its last token. When
+        the samples share the frozen layers' kept output (``reuse_computation``), only the adapted layers
+        run: the rollout already ran the prompt through the others."""
+        cache = samples[0].trunk_cache
         with torch.set_grad_enabled(grad):
-            return self.head(self.policy.prompt_states(prompts, grad=grad)).squeeze(-1)
+            if cache is not None:
+                states = frozen_trunk.prompt_states(self.policy, [s.trunk_key for s in samples], cache, grad=grad)
+            else:
+                states = self.policy.prompt_states([s.prompt_ids for s in samples], grad=grad)
+            return self.head(states).squeeze(-1)
 
     def advantages(self, policy: HFPolicy, trajectories: list[Trajectory]) -> np.ndarray:
         config = self.config
-        prompts = [turn.prompt_token_ids for trajectory in trajectories for turn in trajectory.turns]
-        values = torch.cat([self.values(prompts[i : i + config.micro_batch_size], grad=False)
-                            for i in range(0, len(prompts), config.micro_batch_size)]).numpy()
+        states = turn_samples(trajectories, policy, np.zeros(len(all_turns(trajectories))),
+                              share_trunk=config.reuse_computation)  # what V reads; the advantages come next
+        values = torch.cat([self.values(states[i : i + config.micro_batch_size], grad=False)
+                            for i in range(0, len(states), config.micro_batch_size)]).numpy()
         advantages, self.returns = gae_advantages(turn_stats(trajectories), values, gamma=config.gamma,
                                                   lam=config.gae_lambda, invalid_penalty=config.invalid_penalty)
         self.old_values = values
@@ -101,7 +110,7 @@ class ValueBaseline(PolicyGradient):
         return samples
 
     def extra_loss(self, terms, micro, iteration: int) -> tuple[torch.Tensor, dict[str, float]]:
-        values = self.values([s.prompt_ids for s in micro], grad=True)
+        values = self.values(micro, grad=True)
         old = torch.tensor([s.old_value for s in micro])
         targets = torch.tensor([s.value_target for s in micro])
         per_sample = clipped_value_loss(values, old, targets, self.config.value_clip)
