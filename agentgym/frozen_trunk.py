@@ -172,6 +172,11 @@ def _run_layers(decoder: Any, layers: Sequence[Any], hidden: torch.Tensor, packe
     return hidden
 
 
+def _run_adapted(decoder: Any, depth: int, trunk: torch.Tensor, packed: Packed) -> torch.Tensor:
+    """The last layer's normed hidden states: the layers above the trunk run on its output."""
+    return decoder.norm(_run_layers(decoder, decoder.layers[depth: decoder.config.num_hidden_layers], trunk, packed))
+
+
 def choice_logprobs(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *, grad: bool = True,
                     temperature: float = 1.0) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
     """Per-token log-probs and entropies (under ``softmax(logits / temperature)``) of each key's candidates
@@ -191,8 +196,7 @@ def choice_logprobs(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *,
                           for key in distinct])
     results: dict[Key, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     with torch.set_grad_enabled(grad):
-        hidden = decoder.norm(_run_layers(decoder, decoder.layers[depth: decoder.config.num_hidden_layers],
-                                          hidden, packed))
+        hidden = _run_adapted(decoder, depth, hidden, packed)
         rows = torch.tensor([row for row, q in enumerate(packed.queries) for c in q for _ in c])
         columns = torch.tensor([p for q in packed.queries for c in q for p in c])
         log_p, entropy = log_softmax_entropy(head(hidden[rows, columns]).float(), temperature)
@@ -221,8 +225,7 @@ def prompt_states(policy: HFPolicy, keys: Sequence[Key], cache: TrunkCache, *, g
     hidden = torch.stack([torch.nn.functional.pad(cache.states[key][: len(key[0])], (0, 0, 0, width - len(key[0])))
                           for key in distinct])
     with torch.set_grad_enabled(grad):
-        hidden = decoder.norm(_run_layers(decoder, decoder.layers[cache.depth: decoder.config.num_hidden_layers],
-                                          hidden, prompts))
+        hidden = _run_adapted(decoder, cache.depth, hidden, prompts)
         last = hidden[torch.arange(len(distinct)), torch.tensor([len(key[0]) - 1 for key in distinct])]
     row = {key: index for index, key in enumerate(distinct)}
     return last[[row[key] for key in keys]]

@@ -41,7 +41,8 @@ import yaml
 DEMO = Path(__file__).resolve().parent.parent / "configs" / "demo-grpo-coin-level3.yaml"
 PHASES = ("env steps", "prompt building", "choice scoring", "generation", "advantages", "update forward",
           "update extra terms", "update backward", "update other", "rollout other")
-TRAINERS = ("grpo", "ppo", "epo")  # the shared loop's policy-gradient trainers, timed alike
+# the shared loop's policy-gradient trainers, timed alike: module name → its algorithm class
+TRAINERS = {"grpo": "GroupRelative", "ppo": "ValueBaseline", "epo": "EntropySmoothing"}
 
 
 class PhaseClock:
@@ -99,7 +100,7 @@ def run_path(config_path: Path, reuse: bool, iterations: int, eval_episodes: int
 
     from agentgym.hf_policy import HFPolicy
     from agentgym.rollout import EnvPool
-    from agentgym.trainers import heldout, loop, update
+    from agentgym.trainers import heldout, update
     from agentgym.trainers.config import make_config
 
     trainer, settings = trainer_settings(config_path)
@@ -109,13 +110,11 @@ def run_path(config_path: Path, reuse: bool, iterations: int, eval_episodes: int
                                (HFPolicy, "prompt_ids", "prompt building"), (HFPolicy, "reply_ids", "prompt building"),
                                (HFPolicy, "_scored_choices", "choice scoring"),
                                (HFPolicy, "generate", "generation"), (update, "policy_loss_terms", "update forward"),
-                               (torch.Tensor, "backward", "update backward"), (update, "optimise", "update other"),
-                               (loop.Algorithm, "collect", "rollout other")):
+                               (torch.Tensor, "backward", "update backward"), (update, "optimise", "update other")):
         clock.wrap(owner, name, phase)
-    algorithm = next(cls for cls in vars(module).values()
-                     if isinstance(cls, type) and issubclass(cls, loop.PolicyGradient) and cls.__module__ == module.__name__)
-    clock.wrap(algorithm, "advantages", "advantages")
-    clock.wrap(algorithm, "extra_loss", "update extra terms")
+    algorithm = getattr(module, TRAINERS[trainer])  # its own methods, or those it inherits
+    for name, phase in (("collect", "rollout other"), ("advantages", "advantages"), ("extra_loss", "update extra terms")):
+        clock.wrap(algorithm, name, phase)
     for name in ("evaluate_before", "evaluate_policy"):  # before and after training
         clock.wrap(heldout, name, "evaluation", absorbing=True)
     with tempfile.TemporaryDirectory() as folder:
