@@ -12,7 +12,9 @@ Families:
 * ``coin`` — TextWorld coin collector level 5 (15 turns): train on level-5 `train` games, held-out
   success on 20 level-5 `test` games (sampled, as in training; the same games and seeds each time);
 * ``alfworld`` — ALFWorld pick & place and clean & place (the real engine, generated games): train on
-  `train`; held-out `test` (seen rooms) and `test_ood` (unseen rooms).
+  `train`; held-out `test` (seen rooms) and `test_ood` (unseen rooms), 10 of the 20 games each. An ALFWorld
+  turn costs over twice a coin turn here, so its runs get 32 training episodes and one mid-run evaluation
+  (coin: 48 and two) — the same cut for every algorithm.
 
 The same warm-start rule holds for both, and is the one thing tuned (on `dev`, for every algorithm alike):
 a group-relative advantage is zero in a group whose episodes all fail or all win, so a start whose `dev`
@@ -79,17 +81,27 @@ FAMILIES: dict[str, dict[str, Any]] = {
                      threshold=0.3,
                      run=dict(env_id="agentgym/ALFWorld-v0", num_envs=4,
                               env_kwargs={"task_types": ["pick_and_place_simple", "pick_clean_then_place_in_recep"],
-                                          "max_turns": 30})),
+                                          "max_turns": 30}),
+                     # An ALFWorld turn costs ~1.2 s here (4 games batched; coin's ~0.5 s): the full budget would
+                     # take ~100 min a run. So 32 training episodes, one mid-run evaluation, and 10 games a
+                     # held-out split (of 20) — alike for every algorithm; the warm start keeps 20 dev games.
+                     budget=dict(iterations=4, eval_every=2, eval_episodes=10)),
 }
 BUDGETS = {
     # seeds; iterations × tasks × group size (the episode budget is their product); held-out evaluation
     # every N iterations on E episodes; the ladder of oracle episodes a warm start may clone.
-    "quick": dict(seeds=[0], iterations=2, tasks=1, group=2, eval_every=1, eval_episodes=2, clone_ladder=[4]),
+    "quick": dict(seeds=[0], iterations=2, tasks=1, group=2, eval_every=1, eval_episodes=2, dev_episodes=2,
+                  clone_ladder=[4]),
     # A level-5 coin training episode of up to 15 turns costs ~10 s here (rollout and update), a held-out
     # one ~7 s: ~13 minutes a run with its two evaluations, 18 runs a family; resume across sittings.
-    "full": dict(seeds=[0, 1, 2], iterations=6, tasks=2, group=4, eval_every=3, eval_episodes=20,
+    "full": dict(seeds=[0, 1, 2], iterations=6, tasks=2, group=4, eval_every=3, eval_episodes=20, dev_episodes=20,
                  clone_ladder=[5, 10, 20, 40]),
 }
+
+
+def budget_of(family: str, quick: bool) -> dict[str, Any]:
+    """The budget of ``family``'s runs: the full one with the family's own cuts, or the quick smoke check."""
+    return dict(BUDGETS["quick"]) if quick else {**BUDGETS["full"], **FAMILIES[family].get("budget", {})}
 
 
 def config_of(family: str, algorithm: str, seed: int, budget: dict[str, Any], adapters: list[str],
@@ -126,7 +138,7 @@ def warm_start(family: str, budget: dict[str, Any], out: Path) -> list[str]:
     groups a signal (measured on `dev`), else the oracle's won train episodes cloned — the fewest on the
     budget's ladder that do."""
     run = {**SHARED, **FAMILIES[family]["run"]}
-    probe = RunConfig(**run, eval_episodes=budget["eval_episodes"])
+    probe = RunConfig(**run, eval_episodes=budget["dev_episodes"])
     zero_shot = cached_json(out / family / "zero-shot-dev.json", lambda: held_out(probe, [], "dev"))
     silent = {0: silent_share(zero_shot["eval_success_rate"], budget["group"])}
     print(f"{family}: zero-shot dev success {zero_shot['eval_success_rate']:.0%}, so {silent[0]:.0%} of groups of "
@@ -139,7 +151,7 @@ def warm_start(family: str, budget: dict[str, Any], out: Path) -> list[str]:
         folder = folder_of(episodes)
         result = train_sft(SFTConfig(**run, collect_policy="oracle", collect_episodes=episodes, iterations=1,
                                      eval_split="dev", eval_every=0, eval_before=False,
-                                     eval_episodes=budget["eval_episodes"], output_dir=str(folder),
+                                     eval_episodes=budget["dev_episodes"], output_dir=str(folder),
                                      resume=(folder / "checkpoint.pt").exists()))
         return result["after"]
 
@@ -253,13 +265,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/algorithms[-quick][-MODEL])")
     parser.add_argument("--figures", type=Path, help="where the PNGs go (default: --out)")
     args = parser.parse_args()
-    budget = BUDGETS["quick" if args.quick else "full"]
-    seeds = args.seeds or budget["seeds"]
+    seeds = args.seeds or BUDGETS["quick" if args.quick else "full"]["seeds"]
     SHARED["model"] = args.model
     named = "" if args.model == "embedded" else "-" + re.sub(r"[^A-Za-z0-9.]+", "_", args.model).strip("_")
     out = args.out or RESULTS / ("algorithms" + ("-quick" if args.quick else "") + named)
-    print(f"Budget: {budget}; seeds {seeds}; shared settings {SHARED}; results in {out}", flush=True)
+    print(f"Seeds {seeds}; shared settings {SHARED}; results in {out}", flush=True)
     for family in args.families:
+        budget = budget_of(family, args.quick)
+        print(f"{family}: budget {budget}", flush=True)
         adapters = warm_start(family, budget, out)
         units: dict[str, list[dict[str, Any]]] = {}
         for seed in seeds:
