@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -302,6 +303,8 @@ def test_a_text_grpo_update_reads_the_frozen_layers_output_its_rollout_kept(tmp_
         return run_layers(decoder, layers, hidden, packed)
 
     monkeypatch.setattr(frozen_trunk, "_run_layers", counted)
+    # The tiny model's groups are all silent, whose update would skip its passes: make it run them.
+    monkeypatch.setattr(grpo.GroupRelative, "gradient_free", lambda self, samples: False)
     if not keep:  # the check's control: rollouts that keep nothing leave the update to run the trunk
         monkeypatch.setattr(HFPolicy, "keeping_trunk", lambda self: contextlib.nullcontext())
     config = grpo.GRPOConfig(env_id="agentgym/TextWorld-CoinCollector-v0", env_kwargs={"max_turns": 2},
@@ -312,3 +315,49 @@ def test_a_text_grpo_update_reads_the_frozen_layers_output_its_rollout_kept(tmp_
     rows = [row for row in grpo.train(config, progress=False)["rows"] if "samples" in row]
     assert rows and rows[0]["samples"] > 0
     assert (trunk_rows == []) if keep else sum(trunk_rows) > 0
+
+
+def test_an_update_of_all_zero_advantages_skips_its_passes_and_moves_the_weights_as_the_passes_would():
+    from agentgym.trainers import epo, grpo
+
+    config = RunConfig(model="tiny", epochs=2, minibatch_size=4, micro_batch_size=2, seed=0)
+    settings = update.LossSettings()
+    finals = []
+    for zero_gradient in (False, True):
+        policy = adapted_policy()
+        parameters = [p for p in policy.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=1e-2, weight_decay=0.1)
+        scheduler = update.cosine_schedule(optimizer, 4, 0.0, 0.1)
+        rng = np.random.default_rng(0)
+        calls = []
+
+        def loss_fn(micro):
+            calls.append(len(micro))
+            terms = update.policy_loss_terms(policy, micro, settings)
+            return update.policy_loss(terms, settings), update.loggable(terms)
+
+        # A first update with signal leaves AdamW with momentum, then one whose groups are all silent.
+        update.optimise(choice_batch(policy, None), loss_fn, optimizer=optimizer, scheduler=scheduler,
+                        config=config, rng=rng)
+        silent = choice_batch(policy, None)
+        for sample in silent:
+            sample.advantage = 0.0
+        before, calls[:] = [p.detach().clone() for p in parameters], []
+        logs = update.optimise(silent, loss_fn, optimizer=optimizer, scheduler=scheduler, config=config, rng=rng,
+                               zero_gradient=zero_gradient)
+        assert logs["loss"] == 0.0 and logs["grad_norm"] == 0.0
+        assert calls == ([] if zero_gradient else [2] * 6)  # no pass at all, or 2 epochs × 3 micro-batches
+        assert any(not torch.equal(a, b) for a, b in zip(before, parameters))  # momentum still moved them
+        finals.append([p.detach().clone() for p in parameters])
+    for full, skipped in zip(*finals):
+        assert torch.allclose(full, skipped, atol=1e-7)
+
+    grpo_config = grpo.GRPOConfig(model="tiny", env_id="agentgym/TextWorld-CoinCollector-v0")
+    with_signal = choice_batch(HFPolicy("tiny", mode="choice", seed=0), None)
+    silent = [TurnSample(s.prompt_ids, s.response_ids, s.old_logprobs, "choice", 0) for s in with_signal]
+    assert grpo.GroupRelative(grpo_config).gradient_free(silent)
+    assert not grpo.GroupRelative(grpo_config).gradient_free(with_signal)
+    kl = grpo.GRPOConfig(model="tiny", env_id="agentgym/TextWorld-CoinCollector-v0", kl_coef=0.01)
+    assert not grpo.GroupRelative(kl).gradient_free(silent)  # the KL term has a gradient of its own
+    entropy_smoothing = epo.EntropySmoothing(epo.EPOConfig(model="tiny", env_id="agentgym/TextWorld-CoinCollector-v0"))
+    assert not entropy_smoothing.gradient_free(silent)  # so has EPO's entropy term

@@ -86,7 +86,7 @@ class LLMConfig(Settings):
     eval_temperature: float | None = None  # held-out evaluation's temperature, for replies and choices alike (None: as in training; 0: greedy)
     max_new_tokens: int = 24  # reply budget in generate mode
     layout: str = "per-turn"  # per-turn: a sample per turn | episode: one concatenated sequence per episode
-    reuse_computation: bool = True  # same maths, less compute: rollouts score a repeated choice state once while the weights are unchanged; updates run the frozen layers below lora_layers once per distinct choice state or (prompt, reply)
+    reuse_computation: bool = True  # same maths, less compute: rollouts score a repeated choice state once while the weights are unchanged; updates run the frozen layers below lora_layers once per distinct choice state or (prompt, reply); an update whose loss has a zero gradient (every advantage zero, nothing else in the loss) steps the optimizer without the passes
     sampler: str = ""  # who samples rollouts: "" the trained model | vllm (a vLLM server started here) | vllm@URL/v1
     sampler_sync: str = "weights"  # vllm weight sync after each update: weights (merged, reloaded) | lora (new adapter version)
 

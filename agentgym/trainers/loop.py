@@ -138,6 +138,11 @@ class Algorithm:
         """A micro-batch's loss (with gradients) and the values to log."""
         raise NotImplementedError(f"{type(self).__name__} must define its loss.")
 
+    def gradient_free(self, samples: list[TurnSample]) -> bool:
+        """Whether the loss of ``samples`` is known to have a zero gradient everywhere (then, with
+        ``reuse_computation``, the update skips its passes: :func:`~agentgym.trainers.update.optimise`)."""
+        return False
+
     def progress(self, row: dict[str, Any]) -> str:
         """The progress line's text for an iteration's metrics row."""
         update = (f"loss {row['loss']:+.4f} entropy {row.get('entropy', float('nan')):.3f}" if "loss" in row
@@ -175,6 +180,14 @@ class PolicyGradient(Algorithm):
         """Terms an algorithm adds to the policy loss (EPO's entropy smoothing, PPO's value loss), and
         their logs; ``terms`` are :func:`~agentgym.trainers.update.policy_loss_terms`'s."""
         return 0.0, {}
+
+    def gradient_free(self, samples: list[TurnSample]) -> bool:
+        """Every advantage is zero and the loss has no other term (no KL, no entropy bonus, no
+        algorithm's own loss or extra term): a group-relative batch whose groups all won or all failed."""
+        settings, own = self.loss_settings, type(self)
+        plain = own.loss is PolicyGradient.loss and own.extra_loss is PolicyGradient.extra_loss
+        return (plain and settings.kl_coef == 0 and settings.entropy_coef == 0
+                and not any(any(sample.advantages) for sample in samples))
 
 
 def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
@@ -241,7 +254,9 @@ def train(algorithm: Algorithm, *, progress: bool = True) -> dict[str, Any]:
                 with timer("update"):
                     loss_fn = functools.partial(algorithm.loss, policy, iteration=iteration)
                     row.update(update.optimise(samples, loss_fn, optimizer=optimizer, scheduler=scheduler,
-                                               config=config, rng=rng, progress="update" if progress else ""))
+                                               config=config, rng=rng, progress="update" if progress else "",
+                                               zero_gradient=config.reuse_computation
+                                               and algorithm.gradient_free(samples)))
                 row["lr"] = scheduler.get_last_lr()[0]
                 row["update_tokens_per_s"] = row.pop("tokens") / max(timer.seconds["update"], 1e-9)
                 row["samples"] = len(samples)

@@ -98,7 +98,8 @@ def minibatches(samples: Sequence[TurnSample], size: int, rng: np.random.Generat
 
 
 def optimise(samples: Sequence[TurnSample], loss_fn: LossFunction, *, optimizer: torch.optim.Optimizer,
-             scheduler: Any, config: Any, rng: np.random.Generator, progress: str = "") -> dict[str, float]:
+             scheduler: Any, config: Any, rng: np.random.Generator, progress: str = "",
+             zero_gradient: bool = False) -> dict[str, float]:
     """``config.epochs`` passes over the samples in shuffled minibatches of ``minibatch_size``; each
     minibatch is one optimizer step over micro-batches of ``micro_batch_size`` with accumulated
     gradients clipped to ``max_grad_norm``; the scheduler steps once per pass.
@@ -106,6 +107,11 @@ def optimise(samples: Sequence[TurnSample], loss_fn: LossFunction, *, optimizer:
     ``loss_fn(micro)`` returns a micro-batch's loss and the values to log. Returns the sample-weighted
     means of those values and of the loss, the last gradient norm, and the tokens processed. A
     ``progress`` label shows a bar over the optimizer steps (for updates long enough to need one).
+
+    ``zero_gradient`` says the loss's gradient is known to be zero everywhere (a batch whose every
+    advantage is zero, with no other term): each step then skips the forward and backward passes and
+    steps the optimizer on zero gradients, which moves the weights exactly as the passes would (AdamW's
+    momentum and weight decay); only the loss is logged (0).
     """
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, float] = {}
@@ -115,7 +121,11 @@ def optimise(samples: Sequence[TurnSample], loss_fn: LossFunction, *, optimizer:
     for _ in range(config.epochs):
         for minibatch in minibatches(samples, config.minibatch_size, rng):
             optimizer.zero_grad(set_to_none=True)
-            share = distributed.shard(minibatch)  # data parallel: this rank's part (all of it in one process)
+            if zero_gradient:
+                for parameter in parameters:
+                    parameter.grad = torch.zeros_like(parameter)
+                totals["loss"] = 0.0
+            share = [] if zero_gradient else distributed.shard(minibatch)  # data parallel: this rank's part
             for start in range(0, len(share), config.micro_batch_size):
                 micro = share[start : start + config.micro_batch_size]
                 loss, logs = loss_fn(micro)
