@@ -317,6 +317,15 @@ def test_a_text_grpo_update_reads_the_frozen_layers_output_its_rollout_kept(tmp_
     assert (trunk_rows == []) if keep else sum(trunk_rows) > 0
 
 
+def counted_loss(policy: HFPolicy, settings: update.LossSettings, calls: list[int]):
+    """The policy loss of a micro-batch, recording each micro-batch's size in ``calls``."""
+    def loss_fn(micro):
+        calls.append(len(micro))
+        terms = update.policy_loss_terms(policy, micro, settings)
+        return update.policy_loss(terms, settings), update.loggable(terms)
+    return loss_fn
+
+
 def test_an_update_of_all_zero_advantages_skips_its_passes_and_moves_the_weights_as_the_passes_would():
     from agentgym.trainers import epo, grpo
 
@@ -329,13 +338,8 @@ def test_an_update_of_all_zero_advantages_skips_its_passes_and_moves_the_weights
         optimizer = torch.optim.AdamW(parameters, lr=1e-2, weight_decay=0.1)
         scheduler = update.cosine_schedule(optimizer, 4, 0.0, 0.1)
         rng = np.random.default_rng(0)
-        calls = []
-
-        def loss_fn(micro):
-            calls.append(len(micro))
-            terms = update.policy_loss_terms(policy, micro, settings)
-            return update.policy_loss(terms, settings), update.loggable(terms)
-
+        calls: list[int] = []
+        loss_fn = counted_loss(policy, settings, calls)
         # A first update with signal leaves AdamW with momentum, then one whose groups are all silent.
         update.optimise(choice_batch(policy, None), loss_fn, optimizer=optimizer, scheduler=scheduler,
                         config=config, rng=rng)
