@@ -19,9 +19,10 @@ Families:
 The same warm-start rule holds for both, and is the one thing tuned (on `dev`, for every algorithm alike):
 a group-relative advantage is zero in a group whose episodes all fail or all win, so a start whose `dev`
 success p leaves more than half of all groups so (p^G + (1 - p)^G > 1/2 for groups of G) is moved by
-cloning the oracle's won train episodes (``sft``, one pass) — the fewest episodes on a ladder (5, 10, 20,
-40) that bring that share to half or less, or the rung closest to it. A full clone would overshoot: 40
-level-5 coin episodes take the model from 0% to 90% on `dev`, where most groups are all wins. The start is
+cloning the oracle's won train episodes (``sft``) — the cheapest clone on a ladder (one pass over 5, 10,
+20, 40 episodes, then three passes over 40) that brings that share to half or less, or the rung closest to
+it. A full clone would overshoot: 40 level-5 coin episodes take the model from 0% to 90% on `dev`, where
+most groups are all wins; ALFWorld's one-pass clones stay at 0–15%. The start is
 evaluated once per seed (every algorithm starts from the same weights, so their runs skip it:
 ``eval_before: false``).
 
@@ -89,13 +90,13 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 BUDGETS = {
     # seeds; iterations × tasks × group size (the episode budget is their product); held-out evaluation
-    # every N iterations on E episodes; the ladder of oracle episodes a warm start may clone.
+    # every N iterations on E episodes; the ladder of clones a warm start may take: (oracle episodes, passes).
     "quick": dict(seeds=[0], iterations=2, tasks=1, group=2, eval_every=1, eval_episodes=2, dev_episodes=2,
-                  clone_ladder=[4]),
+                  clone_ladder=[(4, 1)]),
     # A level-5 coin training episode of up to 15 turns costs ~10 s here (rollout and update), a held-out
     # one ~7 s: ~13 minutes a run with its two evaluations, 18 runs a family; resume across sittings.
     "full": dict(seeds=[0, 1, 2], iterations=6, tasks=2, group=4, eval_every=3, eval_episodes=20, dev_episodes=20,
-                 clone_ladder=[5, 10, 20, 40]),
+                 clone_ladder=[(5, 1), (10, 1), (20, 1), (40, 1), (40, 3)]),
 }
 
 
@@ -135,40 +136,49 @@ def silent_share(success: float, group: int) -> float:
 
 def warm_start(family: str, budget: dict[str, Any], out: Path) -> list[str]:
     """The adapters every run of ``family`` starts from: none when the zero-shot model already gives most
-    groups a signal (measured on `dev`), else the oracle's won train episodes cloned — the fewest on the
-    budget's ladder that do."""
+    groups a signal (measured on `dev`), else the oracle's won train episodes cloned — the cheapest clone
+    on the budget's ladder (episodes, passes over them) that does, or the one closest to it."""
     run = {**SHARED, **FAMILIES[family]["run"]}
     probe = RunConfig(**run, eval_episodes=budget["dev_episodes"])
     zero_shot = cached_json(out / family / "zero-shot-dev.json", lambda: held_out(probe, [], "dev"))
-    silent = {0: silent_share(zero_shot["eval_success_rate"], budget["group"])}
-    print(f"{family}: zero-shot dev success {zero_shot['eval_success_rate']:.0%}, so {silent[0]:.0%} of groups of "
+    silent = {(0, 0): silent_share(zero_shot["eval_success_rate"], budget["group"])}
+    print(f"{family}: zero-shot dev success {zero_shot['eval_success_rate']:.0%}, so {silent[(0, 0)]:.0%} of groups of "
           f"{budget['group']} would carry no signal", flush=True)
 
-    def folder_of(episodes: int) -> Path:
-        return out / family / f"clone-{episodes}"
+    def folder_of(episodes: int, passes: int) -> Path:
+        return out / family / ("clone-" + clone_tag(episodes, passes))
 
-    def clone(episodes: int) -> dict[str, float]:
-        folder = folder_of(episodes)
-        result = train_sft(SFTConfig(**run, collect_policy="oracle", collect_episodes=episodes, iterations=1,
+    def clone(episodes: int, passes: int) -> dict[str, float]:
+        folder = folder_of(episodes, passes)
+        result = train_sft(SFTConfig(**run, collect_policy="oracle", collect_episodes=episodes, iterations=passes,
                                      eval_split="dev", eval_every=0, eval_before=False,
                                      eval_episodes=budget["dev_episodes"], output_dir=str(folder),
                                      resume=(folder / "checkpoint.pt").exists()))
         return result["after"]
 
-    for episodes in budget["clone_ladder"]:
+    for rung in budget["clone_ladder"]:
         if min(silent.values()) <= 0.5:
             break
-        dev = cached_json(out / family / f"clone-{episodes}-dev.json", lambda e=episodes: clone(e))
-        silent[episodes] = silent_share(dev["eval_success_rate"], budget["group"])
-        print(f"{family}: {episodes} oracle episodes cloned: dev success {dev['eval_success_rate']:.0%}, "
-              f"{silent[episodes]:.0%} of groups without signal", flush=True)
+        dev = cached_json(out / family / f"clone-{clone_tag(*rung)}-dev.json", lambda r=rung: clone(*r))
+        silent[rung] = silent_share(dev["eval_success_rate"], budget["group"])
+        print(f"{family}: {clone_name(*rung)} cloned: dev success {dev['eval_success_rate']:.0%}, "
+              f"{silent[rung]:.0%} of groups without signal", flush=True)
     chosen = min(silent, key=silent.get)
-    if chosen == 0:
+    if chosen == (0, 0):
         return []
-    if not (folder_of(chosen) / "final").is_dir():  # its JSON came from another machine: train it again
-        clone(chosen)
-    print(f"{family}: every run starts from the clone of {chosen} oracle episodes", flush=True)
-    return [str(folder_of(chosen) / "final")]
+    if not (folder_of(*chosen) / "final").is_dir():  # its JSON came from another machine: train it again
+        clone(*chosen)
+    print(f"{family}: every run starts from the clone of {clone_name(*chosen)}", flush=True)
+    return [str(folder_of(*chosen) / "final")]
+
+
+def clone_tag(episodes: int, passes: int) -> str:
+    """A clone's file name part: ``40`` for one pass over 40 oracle episodes, ``40x3`` for three."""
+    return f"{episodes}x{passes}" if passes > 1 else str(episodes)
+
+
+def clone_name(episodes: int, passes: int) -> str:
+    return f"{episodes} oracle episodes" + (f" ({passes} passes)" if passes > 1 else "")
 
 
 def start_of(family: str, seed: int, budget: dict[str, Any], adapters: list[str], out: Path) -> dict[str, float]:
