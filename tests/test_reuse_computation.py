@@ -303,15 +303,14 @@ def test_a_text_grpo_update_reads_the_frozen_layers_output_its_rollout_kept(tmp_
         return run_layers(decoder, layers, hidden, packed)
 
     monkeypatch.setattr(frozen_trunk, "_run_layers", counted)
-    # The tiny model's groups are all silent, whose update would skip its passes: make it run them.
-    monkeypatch.setattr(grpo.GroupRelative, "gradient_free", lambda self, samples: False)
     if not keep:  # the check's control: rollouts that keep nothing leave the update to run the trunk
         monkeypatch.setattr(HFPolicy, "keeping_trunk", lambda self: contextlib.nullcontext())
     config = grpo.GRPOConfig(env_id="agentgym/TextWorld-CoinCollector-v0", env_kwargs={"max_turns": 2},
                              task_filter="level1-", model="tiny", lora_rank=4, lora_layers=1, mode="generate",
                              max_new_tokens=6, tasks_per_iteration=2, group_size=2, num_envs=2, iterations=1,
-                             invalid_penalty=0.0, eval_before=False, eval_split="dev", eval_episodes=1, eval_every=0,
+                             invalid_penalty=0.0, entropy_coef=1e-3, eval_before=False, eval_split="dev", eval_episodes=1, eval_every=0,
                              seed=0, output_dir=str(tmp_path))
+    # (The tiny model's groups all fail: the entropy bonus gives their update a gradient, so it runs its passes.)
     rows = [row for row in grpo.train(config, progress=False)["rows"] if "samples" in row]
     assert rows and rows[0]["samples"] > 0
     assert (trunk_rows == []) if keep else sum(trunk_rows) > 0

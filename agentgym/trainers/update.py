@@ -114,26 +114,18 @@ def optimise(samples: Sequence[TurnSample], loss_fn: LossFunction, *, optimizer:
     momentum and weight decay); only the loss is logged (0).
     """
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    totals: dict[str, float] = {}
+    totals: dict[str, float] = {"loss": 0.0} if zero_gradient else {}
     result: dict[str, float] = {"tokens": 0}
     steps = config.epochs * -(-len(samples) // config.minibatch_size)
     bar = tqdm(total=steps, desc=progress, unit="step", leave=False, disable=not progress)
     for _ in range(config.epochs):
         for minibatch in minibatches(samples, config.minibatch_size, rng):
             optimizer.zero_grad(set_to_none=True)
-            if zero_gradient:
+            if zero_gradient:  # AdamW skips a parameter without a gradient: give each a zero one
                 for parameter in parameters:
                     parameter.grad = torch.zeros_like(parameter)
-                totals["loss"] = 0.0
-            share = [] if zero_gradient else distributed.shard(minibatch)  # data parallel: this rank's part
-            for start in range(0, len(share), config.micro_batch_size):
-                micro = share[start : start + config.micro_batch_size]
-                loss, logs = loss_fn(micro)
-                (loss * len(micro) / len(minibatch)).backward()
-                result["tokens"] += sum(len(s.prompt_ids) + len(s.response_ids) for s in micro)
-                for key, value in {**logs, "loss": loss}.items():
-                    value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-                    totals[key] = totals.get(key, 0.0) + value * len(micro)
+            else:
+                result["tokens"] += accumulate(distributed.shard(minibatch), len(minibatch), loss_fn, config, totals)
             distributed.sum_gradients(parameters)  # over ranks, before clipping: every rank takes the same step
             result["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm))
             optimizer.step()
@@ -144,6 +136,23 @@ def optimise(samples: Sequence[TurnSample], loss_fn: LossFunction, *, optimizer:
     result["tokens"] = totals.pop("tokens")
     count = max(1, len(samples) * config.epochs)
     return {**{key: value / count for key, value in totals.items()}, **result}
+
+
+def accumulate(share: Sequence[TurnSample], minibatch_size: int, loss_fn: LossFunction, config: Any,
+               totals: dict[str, float]) -> int:
+    """The forward and backward passes of this rank's ``share`` of a minibatch (data parallel: all of it in
+    one process), in micro-batches whose gradients add up to the minibatch mean; adds the sample-weighted
+    logs to ``totals`` and returns the tokens processed."""
+    tokens = 0
+    for start in range(0, len(share), config.micro_batch_size):
+        micro = share[start : start + config.micro_batch_size]
+        loss, logs = loss_fn(micro)
+        (loss * len(micro) / minibatch_size).backward()
+        tokens += sum(len(s.prompt_ids) + len(s.response_ids) for s in micro)
+        for key, value in {**logs, "loss": loss}.items():
+            value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            totals[key] = totals.get(key, 0.0) + value * len(micro)
+    return tokens
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float,
