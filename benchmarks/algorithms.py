@@ -19,10 +19,12 @@ Families:
 The same warm-start rule holds for both, and is the one thing tuned (on `dev`, for every algorithm alike):
 a group-relative advantage is zero in a group whose episodes all fail or all win, so a start whose `dev`
 success p leaves more than half of all groups so (p^G + (1 - p)^G > 1/2 for groups of G) is moved by
-cloning the oracle's won train episodes (``sft``) — the cheapest clone on a ladder (one pass over 5, 10,
+cloning the expert's won train episodes (``sft``) — the cheapest clone on a ladder (one pass over 5, 10,
 20, 40 episodes, then three passes over 40) that brings that share to half or less, or the rung closest to
 it. A full clone would overshoot: 40 level-5 coin episodes take the model from 0% to 90% on `dev`, where
-most groups are all wins; ALFWorld's one-pass clones stay at 0–15%. The start is
+most groups are all wins. ALFWorld's expert is its searching one (``expert="search"``): the walkthrough
+walks straight to where the game hid the object, and clones of it stayed at 0–15% on `dev` and left every
+training group silent (results/algorithms/alfworld-walkthrough-clone). The start is
 evaluated once per seed (every algorithm starts from the same weights, so their runs skip it:
 ``eval_before: false``).
 
@@ -80,9 +82,11 @@ FAMILIES: dict[str, dict[str, Any]] = {
                           task_filter="level5-", num_envs=6)),
     "alfworld": dict(title="ALFWorld, pick & place and clean & place (30 turns)", splits=("test", "test_ood"),
                      threshold=0.3,
+                     # The expert the warm start clones searches as a player must (it never knows where the
+                     # object lies), so its episodes show what a policy seeing only observations can do.
                      run=dict(env_id="agentgym/ALFWorld-v0", num_envs=4,
                               env_kwargs={"task_types": ["pick_and_place_simple", "pick_clean_then_place_in_recep"],
-                                          "max_turns": 30}),
+                                          "max_turns": 30, "expert": "search"}),
                      # An ALFWorld turn costs ~1.2 s here (4 games batched; coin's ~0.5 s): the full budget would
                      # take ~100 min a run. So 32 training episodes, one mid-run evaluation, and 10 games a
                      # held-out split (of 20) — alike for every algorithm; the warm start keeps 20 dev games.
@@ -90,7 +94,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 BUDGETS = {
     # seeds; iterations × tasks × group size (the episode budget is their product); held-out evaluation
-    # every N iterations on E episodes; the ladder of clones a warm start may take: (oracle episodes, passes).
+    # every N iterations on E episodes; the ladder of clones a warm start may take: (expert episodes, passes).
     "quick": dict(seeds=[0], iterations=2, tasks=1, group=2, eval_every=1, eval_episodes=2, dev_episodes=2,
                   clone_ladder=[(4, 1)]),
     # A level-5 coin training episode of up to 15 turns costs ~10 s here (rollout and update), a held-out
@@ -136,7 +140,7 @@ def silent_share(success: float, group: int) -> float:
 
 def warm_start(family: str, budget: dict[str, Any], out: Path) -> list[str]:
     """The adapters every run of ``family`` starts from: none when the zero-shot model already gives most
-    groups a signal (measured on `dev`), else the oracle's won train episodes cloned — the cheapest clone
+    groups a signal (measured on `dev`), else the expert's won train episodes cloned — the cheapest clone
     on the budget's ladder (episodes, passes over them) that does, or the one closest to it."""
     run = {**SHARED, **FAMILIES[family]["run"]}
     probe = RunConfig(**run, eval_episodes=budget["dev_episodes"])
@@ -173,12 +177,12 @@ def warm_start(family: str, budget: dict[str, Any], out: Path) -> list[str]:
 
 
 def clone_tag(episodes: int, passes: int) -> str:
-    """A clone's file name part: ``40`` for one pass over 40 oracle episodes, ``40x3`` for three."""
+    """A clone's file name part: ``40`` for one pass over 40 expert episodes, ``40x3`` for three."""
     return f"{episodes}x{passes}" if passes > 1 else str(episodes)
 
 
 def clone_name(episodes: int, passes: int) -> str:
-    return f"{episodes} oracle episodes" + (f" ({passes} passes)" if passes > 1 else "")
+    return f"{episodes} expert episodes" + (f" ({passes} passes)" if passes > 1 else "")
 
 
 def start_of(family: str, seed: int, budget: dict[str, Any], adapters: list[str], out: Path) -> dict[str, float]:

@@ -30,6 +30,7 @@ from agentgym.envs.alfworld.games import (
     split_games,
     traj_data,
 )
+from agentgym.envs.alfworld.search_expert import SearchingExpert
 from agentgym.paths import atomic_write, cache_dir
 
 # TextWorld's logic parser and fast-downward's translator keep module-level state: loading and resetting
@@ -317,6 +318,11 @@ class AlfWorldEnv(TextEnv):
         cache_root: where generated games are written (default ``agentgym.paths.cache_dir()``).
         max_turns: turn budget (50).
         render_mode: ``"ansi"`` or ``"human"``.
+        expert: what :meth:`expert_action` plays. ``"walkthrough"`` (default): the game's walkthrough,
+            which walks straight to where the object lies, then fast-downward's plan off it — the shortest
+            win, using what a player cannot know. ``"search"``: :class:`SearchingExpert`, which searches
+            the receptacles in turn as a player must — the demonstrations to clone for a policy that
+            sees only its observations.
     """
 
     splits = (*GENERATED_SPLITS, *OFFICIAL_SPLITS)
@@ -324,8 +330,10 @@ class AlfWorldEnv(TextEnv):
 
     def __init__(self, split: str = "train", *, task_types: list[str] | None = None,
                  data_dir: str | os.PathLike | None = None, cache_root: str | os.PathLike | None = None,
-                 max_turns: int | None = None, render_mode: str | None = None):
-        self.task_types, self.data_dir = task_types, data_dir
+                 max_turns: int | None = None, render_mode: str | None = None, expert: str = "walkthrough"):
+        if expert not in ("walkthrough", "search"):
+            raise ValueError(f"ALFWorld's expert is 'walkthrough' or 'search', not {expert!r}.")
+        self.task_types, self.data_dir, self.expert = task_types, data_dir, expert
         self._cache_root = Path(cache_root) if cache_root is not None else None
         if not has_official_data(data_dir) and split not in OFFICIAL_SPLITS:
             self.splits = GENERATED_SPLITS  # the official ones only where their data is
@@ -336,6 +344,7 @@ class AlfWorldEnv(TextEnv):
         self._walkthrough: list[str] = []
         self._taken: list[str] = []
         self._planner_gave_up = False  # this episode's plan search outgrew its limits once
+        self._searcher: SearchingExpert | None = None
 
     def load_tasks(self, split: str) -> list[Task]:
         if split in OFFICIAL_SPLITS:
@@ -366,6 +375,9 @@ class AlfWorldEnv(TextEnv):
         self._taken = []
         self._planner_gave_up = False
         feedback = self._state.feedback.replace("-= Welcome to TextWorld, ALFRED! =-", "")
+        if self.expert == "search":
+            self._searcher = searching_expert(Path(folder) / "traj_data.json")
+            self._searcher.observe("", feedback)
         frame = self._describe(feedback)
         frame.info["instruction"] = feedback.rpartition("Your task is to: ")[2].strip() or task.instruction
         return frame
@@ -373,6 +385,8 @@ class AlfWorldEnv(TextEnv):
     def _act(self, action: str) -> Frame:
         self._state, _, _ = self._engine.step(action)
         self._taken.append(action)
+        if self._searcher is not None:
+            self._searcher.observe(action, self._state.feedback)
         return self._describe(self._state.feedback)
 
     def _describe(self, feedback: str) -> Frame:
@@ -382,12 +396,14 @@ class AlfWorldEnv(TextEnv):
                      reward=float(won), terminated=won, won=won)
 
     def expert_action(self) -> str | None:
-        """The game's walkthrough while the episode follows it; off it, fast-downward's plan from the
+        """With ``expert="search"``, the searching expert's next command. Otherwise the game's walkthrough while the episode follows it; off it, fast-downward's plan from the
         current state (0.1 s to minutes in a big kitchen), or None when the search outgrows
         :data:`PLAN_SECONDS` or :data:`PLAN_MEMORY` — and for the rest of the episode once it has.
         Never computed unless asked."""
         if self._state is None or self._state["won"]:
             return None
+        if self._searcher is not None:
+            return self._searcher.next_action(self._state["admissible_commands"])
         following = walkthrough_action(self._walkthrough, self._taken)
         if following is not None or self._planner_gave_up:
             return following
@@ -405,6 +421,17 @@ class AlfWorldEnv(TextEnv):
     def close(self) -> None:
         self._close_engine()
         super().close()
+
+
+def searching_expert(traj_data_path: Path) -> SearchingExpert:
+    """A fresh :class:`SearchingExpert` for the game whose ``traj_data.json`` is at ``traj_data_path``
+    (the kinds its goal names: ALFRED's ``pddl_params``)."""
+    data = json.loads(traj_data_path.read_text())
+    params, task_type = data["pddl_params"], data["task_type"]
+    light = task_type == "look_at_obj_in_light"
+    return SearchingExpert(task_type, target=params["object_target"].lower(),
+                           goal="" if light else params["parent_target"].lower(),
+                           lamp=params["toggle_target"].lower() if light else "")
 
 
 def plan_within(plan: Callable[[], list[str]], seconds: float = PLAN_SECONDS,
