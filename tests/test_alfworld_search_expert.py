@@ -3,6 +3,8 @@ never from where the game put the object — and it still wins nearly every game
 
 from __future__ import annotations
 
+import pytest
+
 import agentgym
 from agentgym.envs.alfworld.search_expert import SearchingExpert, seen_items
 
@@ -77,6 +79,5 @@ def test_the_searching_expert_wins_real_games_without_knowing_where_the_object_i
 
 
 def test_an_unknown_expert_is_a_clear_error():
-    import pytest
     with pytest.raises(ValueError, match="'walkthrough' or 'search'"):
         agentgym.make(ALFWORLD, split="dev", expert="planner")

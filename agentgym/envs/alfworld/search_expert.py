@@ -4,22 +4,20 @@ receptacle the goal names) and what the episode has shown it, never where the ob
 The game's walkthrough walks straight to the object's receptacle, a step no policy can infer from its
 observations: behaviour cloning it teaches a guess. This expert visits receptacles in the order of the
 admissible ``go to`` commands — open surfaces first, then the kinds that open (a cabinet costs two turns) —
-opening closed ones, until a target is in sight, takes it, cleans / heats /
-cools it at the named appliance, and puts it in the goal receptacle (or, for light tasks, finds a lamp and
-switches it on). Every decision is a function of the task, the admissible commands and past feedback.
+opening closed ones, until a target is in sight, takes it, cleans / heats / cools it at the named appliance,
+and puts it in the goal receptacle (or, for light tasks, finds a lamp and switches it on). Every decision is a function of the task, the admissible commands and past feedback.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
 # Task type → (verb, appliance) for the tasks that change the object on the way.
 _CHANGES = {"pick_clean_then_place_in_recep": ("clean", "sinkbasin"),
             "pick_heat_then_place_in_recep": ("heat", "microwave"),
             "pick_cool_then_place_in_recep": ("cool", "fridge")}
-# ALFRED's openable receptacle kinds (``alfworld.gen.constants.OPENABLE_CLASS_SET``), searched last.
-OPENABLE = frozenset({"box", "cabinet", "drawer", "fridge", "microwave", "safe"})
 _SEEN = re.compile(r"you see (.+?)\.(?:\s|$)")
 _ITEM = re.compile(r"(?:^|,\s*|\band\s+)an?\s+([a-z]+ \d+)")
 
@@ -28,6 +26,14 @@ def seen_items(feedback: str) -> list[str]:
     """The names listed after "you see" in a feedback (``On the countertop 1, you see a apple 1, and a
     mug 2.`` → ``["apple 1", "mug 2"]``)."""
     return [name for listing in _SEEN.findall(feedback.lower()) for name in _ITEM.findall(listing)]
+
+
+@cache
+def openable_kinds() -> frozenset[str]:
+    """ALFRED's receptacle kinds that open (a cabinet costs two turns to search), as the engine spells them."""
+    from alfworld.gen import constants
+
+    return frozenset(kind.lower() for kind in constants.OPENABLE_CLASS_SET)
 
 
 @dataclass
@@ -97,7 +103,7 @@ class SearchingExpert:
         if self.location and f"open {self.location}" in admissible:
             return f"open {self.location}"
         places = sorted((command for command in admissible if command.startswith("go to ")),
-                        key=lambda command: command.split()[2] in OPENABLE)  # stable: surfaces, then the rest
+                        key=lambda command: command.split()[2] in openable_kinds())  # stable: surfaces, then the rest
         unvisited = [command for command in places if command.removeprefix("go to ") not in self.visited]
         if not unvisited:  # searched everywhere (something moved or was missed): start the round again
             self.visited.clear()
