@@ -397,8 +397,9 @@ class AlfWorldEnv(TextEnv):
 
     def expert_action(self) -> str | None:
         """With ``expert="search"``, the searching expert's next command. Otherwise the game's walkthrough
-        while the episode follows it; off it, fast-downward's plan from the current state (0.1 s to minutes in a big kitchen), or None when the search outgrows
-        :data:`PLAN_SECONDS` or :data:`PLAN_MEMORY` — and for the rest of the episode once it has.
+        while the episode follows it; off it, fast-downward's plan from the current state (0.1 s to minutes
+        in a big kitchen), or None when the search outgrows :data:`PLAN_SECONDS` or :data:`PLAN_MEMORY` —
+        and for the rest of the episode once it has.
         Never computed unless asked."""
         if self._state is None or self._state["won"]:
             return None

@@ -5,7 +5,8 @@ The game's walkthrough walks straight to the object's receptacle, a step no poli
 observations: behaviour cloning it teaches a guess. This expert visits receptacles in the order of the
 admissible ``go to`` commands — open surfaces first, then the kinds that open (a cabinet costs two turns) —
 opening closed ones, until a target is in sight, takes it, cleans / heats / cools it at the named appliance,
-and puts it in the goal receptacle (or, for light tasks, finds a lamp and switches it on). Every decision is a function of the task, the admissible commands and past feedback.
+and puts it in the goal receptacle (or, for light tasks, finds a lamp and switches it on). Every decision is
+a function of the task, the admissible commands and past feedback.
 """
 
 from __future__ import annotations
