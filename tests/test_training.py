@@ -168,6 +168,9 @@ def test_progress_line_says_when_an_iteration_made_no_update():
     assert trained == "success 0.50 reward 0.50 loss -0.2500 entropy 0.700"
     skipped = algorithm.progress({"train_success_rate": 1.0, "train_mean_reward": 1.0})
     assert "no update" in skipped and "nan" not in skipped
+    # Every advantage zero: the optimizer stepped on zero gradients without the passes, so no entropy.
+    silent = algorithm.progress({"train_success_rate": 1.0, "train_mean_reward": 1.0, "loss": 0.0})
+    assert "passes skipped" in silent and "nan" not in silent
 
 
 def test_max_episodes_caps_the_rollout_budget_counting_dropped_groups(tmp_path):

@@ -145,8 +145,12 @@ class Algorithm:
 
     def progress(self, row: dict[str, Any]) -> str:
         """The progress line's text for an iteration's metrics row."""
-        update = (f"loss {row['loss']:+.4f} entropy {row.get('entropy', float('nan')):.3f}" if "loss" in row
-                  else "no update (no training samples this iteration)")  # e.g. DAPO kept no group
+        if "loss" not in row:  # e.g. DAPO kept no group
+            update = "no update (no training samples this iteration)"
+        elif "entropy" not in row:  # every advantage zero: the update stepped on zero gradients, no passes
+            update = "loss 0 (every advantage zero: passes skipped)"
+        else:
+            update = f"loss {row['loss']:+.4f} entropy {row['entropy']:.3f}"
         return (f"success {row.get('train_success_rate', float('nan')):.2f} "
                 f"reward {row.get('train_mean_reward', float('nan')):.2f} {update}")
 
