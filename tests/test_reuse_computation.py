@@ -349,6 +349,7 @@ def test_an_update_of_all_zero_advantages_skips_its_passes_and_moves_the_weights
         logs = update.optimise(silent, loss_fn, optimizer=optimizer, scheduler=scheduler, config=config, rng=rng,
                                zero_gradient=zero_gradient)
         assert logs["loss"] == 0.0 and logs["grad_norm"] == 0.0
+        assert logs.get("passes_skipped", 0.0) == (1.0 if zero_gradient else 0.0)
         assert calls == ([] if zero_gradient else [2] * 6)  # no pass at all, or 2 epochs × 3 micro-batches
         assert any(not torch.equal(a, b) for a, b in zip(before, parameters))  # momentum still moved them
         finals.append([p.detach().clone() for p in parameters])

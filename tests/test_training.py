@@ -169,7 +169,8 @@ def test_progress_line_says_when_an_iteration_made_no_update():
     skipped = algorithm.progress({"train_success_rate": 1.0, "train_mean_reward": 1.0})
     assert "no update" in skipped and "nan" not in skipped
     # Every advantage zero: the optimizer stepped on zero gradients without the passes, so no entropy.
-    silent = algorithm.progress({"train_success_rate": 1.0, "train_mean_reward": 1.0, "loss": 0.0})
+    silent = algorithm.progress({"train_success_rate": 1.0, "train_mean_reward": 1.0, "loss": 0.0,
+                                 "passes_skipped": 1.0})
     assert "passes skipped" in silent and "nan" not in silent
 
 

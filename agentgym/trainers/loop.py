@@ -147,7 +147,7 @@ class Algorithm:
         """The progress line's text for an iteration's metrics row."""
         if "loss" not in row:  # e.g. DAPO kept no group
             update = "no update (no training samples this iteration)"
-        elif "entropy" not in row:  # every advantage zero: the update stepped on zero gradients, no passes
+        elif row.get("passes_skipped"):  # every advantage zero: the update stepped on zero gradients
             update = "loss 0 (every advantage zero: passes skipped)"
         else:
             update = f"loss {row['loss']:+.4f} entropy {row['entropy']:.3f}"

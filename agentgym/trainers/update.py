@@ -111,11 +111,11 @@ def optimise(samples: Sequence[TurnSample], loss_fn: LossFunction, *, optimizer:
     ``zero_gradient`` says the loss's gradient is known to be zero everywhere (a batch whose every
     advantage is zero, with no other term): each step then skips the forward and backward passes and
     steps the optimizer on zero gradients, which moves the weights exactly as the passes would (AdamW's
-    momentum and weight decay); only the loss is logged (0).
+    momentum and weight decay); only the loss (0) and ``passes_skipped`` (1) are logged.
     """
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, float] = {"loss": 0.0} if zero_gradient else {}
-    result: dict[str, float] = {"tokens": 0}
+    result: dict[str, float] = {"tokens": 0, **({"passes_skipped": 1.0} if zero_gradient else {})}
     steps = config.epochs * -(-len(samples) // config.minibatch_size)
     bar = tqdm(total=steps, desc=progress, unit="step", leave=False, disable=not progress)
     for _ in range(config.epochs):
