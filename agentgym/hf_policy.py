@@ -200,9 +200,9 @@ class HFPolicy(Policy):
         own = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rests])
         mask = torch.cat([torch.ones(batch, shared, dtype=own.dtype), own], dim=1)
         positions = shared + (own.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                          use_cache=True, logits_to_keep=1)
-        return out.past_key_values, out.logits[:, -1, :].float(), mask, mask.sum(-1)
+        return out.cache, out.logits[:, -1, :].float(), mask, mask.sum(-1)
 
     MIN_SHARED_PREFIX = 16
 
@@ -276,7 +276,7 @@ class HFPolicy(Policy):
             if len(prompts) < 2 or common < self.MIN_SHARED_PREFIX:
                 return 0, None
             out = self.model(input_ids=torch.tensor([first[:common]]), use_cache=True, logits_to_keep=1)
-            return common, out.past_key_values
+            return common, out.cache
         kept = self._prefix_tokens
         reuse = next((i for i in range(min(len(kept), common)) if kept[i] != first[i]), min(len(kept), common))
         target = common if len(prompts) > 1 or reuse < self.MIN_SHARED_PREFIX else reuse
@@ -290,9 +290,9 @@ class HFPolicy(Policy):
         if start:
             base = _select_rows(self._prefix, torch.zeros(1, dtype=torch.long), length=start)
         if target > start:
-            out = self.model(input_ids=torch.tensor([first[start:target]]), past_key_values=base,
+            out = self.model(input_ids=torch.tensor([first[start:target]]), cache=base,
                              position_ids=torch.arange(start, target)[None], use_cache=True, logits_to_keep=1)
-            base = out.past_key_values
+            base = out.cache
             added = self._tap.take()[0] if self._tap is not None else None
             if added is None or (start and trunk is None):
                 trunk = None  # not recorded: generation keeps nothing that needs this prefix
@@ -354,8 +354,8 @@ class HFPolicy(Policy):
                 rows = [rows[row] for row in keep]
             mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
             out = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions[:, None],
-                             past_key_values=cache, use_cache=True)
-            cache, logits, positions = out.past_key_values, out.logits[:, -1, :].float(), positions + 1
+                             cache=cache, use_cache=True)
+            cache, logits, positions = out.cache, out.logits[:, -1, :].float(), positions + 1
             if tap is not None:
                 for row, state in zip(rows, tap.take()[:, 0]):
                     fed[row].append(state)
@@ -449,7 +449,7 @@ class HFPolicy(Policy):
                         input_ids=ids[:, :-1],
                         attention_mask=torch.cat([mask[index], own_mask[:, :-1]], dim=1),
                         position_ids=positions[index][:, None] + torch.arange(width - 1),
-                        past_key_values=_select_rows(cache, index),
+                        cache=_select_rows(cache, index),
                         use_cache=False,
                     )
                     log_p, entropy = log_softmax_entropy(out.logits.float(), temperature)  # predicts tokens 1..
